@@ -1,0 +1,54 @@
+# Two commands on a fresh Debian 12 machine: `make run` and `make test` (README).
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+JOBS        ?= 2
+BUILD_TYPE  ?= RelWithDebInfo
+DATABASE_URL ?= sqlite://./data/orderengine.db
+PORT        ?= 8080
+
+ORDERENGINE := $(BUILD)/src/app/orderengine
+# The tests that also run under AddressSanitizer + UndefinedBehaviorSanitizer.
+ASAN_TARGETS := kernel_test event_store_sqlite_test event_store_pg_test event_store_roles_pg_test
+
+.PHONY: all bootstrap build run test test-fast asan-build lint bench format clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+build: bootstrap
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -Wno-dev > $(BUILD).configure.log 2>&1 \
+		|| { cat $(BUILD).configure.log; exit 1; }
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@echo "orderengine: serving on http://127.0.0.1:$(PORT) (DATABASE_URL=$(DATABASE_URL)); Ctrl-C stops"
+	@DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) $(ORDERENGINE) serve
+
+asan-build: bootstrap
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOE_SANITIZE=ON -Wno-dev \
+		> $(ASAN_BUILD).configure.log 2>&1 || { cat $(ASAN_BUILD).configure.log; exit 1; }
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(ASAN_TARGETS)
+
+lint:
+	@scripts/check-format
+	@scripts/check-boundaries
+
+# Every test: style gates, the full suite against throwaway PostgreSQL 15 and Redis servers,
+# then the unit and conformance tests again under ASan + UBSan.
+test: build asan-build lint
+	@scripts/with-test-services scripts/run-tests $(BUILD) $(ASAN_BUILD)
+
+# The main build's tests only (no sanitizer build), for a quick local loop.
+test-fast: build lint
+	@scripts/with-test-services scripts/run-tests $(BUILD)
+
+bench: build
+	@scripts/with-test-services $(BUILD)/bench/event_store_bench
+
+format:
+	@scripts/check-format --fix
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BUILD).configure.log $(ASAN_BUILD).configure.log

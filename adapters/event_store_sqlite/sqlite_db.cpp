@@ -1,0 +1,122 @@
+#include "sqlite_db.hpp"
+
+#include <sqlite3.h>
+
+#include <fmt/format.h>
+
+#include <oe/kernel/event_store.hpp>
+
+namespace oe::sqlite {
+
+namespace {
+
+[[noreturn]] void fail(sqlite3* db, std::string_view what) {
+    throw StoreError(fmt::format("sqlite: {}: {}", what, db != nullptr ? sqlite3_errmsg(db) : "?"));
+}
+
+}  // namespace
+
+Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                           &stmt_, nullptr) != SQLITE_OK) {
+        fail(db, fmt::format("prepare '{}'", sql.substr(0, 80)));
+    }
+}
+
+Statement::~Statement() {
+    sqlite3_finalize(stmt_);
+}
+
+void Statement::bind(int index, std::int64_t value) {
+    if (sqlite3_bind_int64(stmt_, index, value) != SQLITE_OK) {
+        fail(db_, "bind");
+    }
+}
+
+void Statement::bind(int index, std::string_view text) {
+    if (sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8) !=
+        SQLITE_OK) {
+        fail(db_, "bind");
+    }
+}
+
+void Statement::bind_null(int index) {
+    if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) {
+        fail(db_, "bind");
+    }
+}
+
+bool Statement::step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+        return true;
+    }
+    if (rc == SQLITE_DONE) {
+        return false;
+    }
+    fail(db_, "step");
+}
+
+void Statement::reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+}
+
+std::int64_t Statement::column_int64(int index) const {
+    return sqlite3_column_int64(stmt_, index);
+}
+
+std::string_view Statement::column_text(int index) const {
+    const auto* text = sqlite3_column_text(stmt_, index);
+    const int size = sqlite3_column_bytes(stmt_, index);
+    if (text == nullptr) {
+        return {};
+    }
+    return {reinterpret_cast<const char*>(text), static_cast<std::size_t>(size)};
+}
+
+bool Statement::column_is_null(int index) const {
+    return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
+}
+
+int Statement::column_count() const {
+    return sqlite3_column_count(stmt_);
+}
+
+Database::Database(const std::string& path) {
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+        std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw StoreError(fmt::format("sqlite: cannot open '{}': {}", path, message));
+    }
+    sqlite3_extended_result_codes(db_, 1);
+}
+
+Database::~Database() {
+    statements_.clear();
+    sqlite3_close(db_);
+}
+
+void Database::exec(const char* sql) {
+    char* error = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+        std::string message = error != nullptr ? error : sqlite3_errmsg(db_);
+        sqlite3_free(error);
+        throw StoreError(fmt::format("sqlite: {}", message));
+    }
+}
+
+Statement& Database::cached(std::string_view sql) {
+    auto found = statements_.find(std::string(sql));
+    if (found != statements_.end()) {
+        return *found->second;
+    }
+    auto statement = std::make_unique<Statement>(db_, sql);
+    auto& ref = *statement;
+    statements_.emplace(std::string(sql), std::move(statement));
+    return ref;
+}
+
+}  // namespace oe::sqlite

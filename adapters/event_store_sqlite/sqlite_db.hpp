@@ -1,0 +1,73 @@
+#pragma once
+
+// Thin RAII wrappers over the SQLite C API, private to this adapter.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace oe::sqlite {
+
+class Statement {
+  public:
+    Statement(sqlite3* db, std::string_view sql);
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    void bind(int index, std::int64_t value);
+    void bind(int index, std::string_view text);
+    void bind_null(int index);
+    /// Steps once: true when a row is ready, false when done. Throws StoreError on failure.
+    bool step();
+    /// Resets for the next execution and clears bindings.
+    void reset();
+
+    [[nodiscard]] std::int64_t column_int64(int index) const;
+    [[nodiscard]] std::string_view column_text(int index) const;
+    [[nodiscard]] bool column_is_null(int index) const;
+    [[nodiscard]] int column_count() const;
+
+  private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+class Database {
+  public:
+    explicit Database(const std::string& path);
+    ~Database();
+    Database(const Database&) = delete;
+    Database& operator=(const Database&) = delete;
+
+    void exec(const char* sql);
+    /// A prepared statement cached by its SQL text for the life of the connection.
+    Statement& cached(std::string_view sql);
+    [[nodiscard]] sqlite3* handle() const { return db_; }
+
+  private:
+    sqlite3* db_ = nullptr;
+    std::unordered_map<std::string, std::unique_ptr<Statement>> statements_;
+};
+
+/// Resets a statement when leaving scope, so a throw mid-step never leaves it busy.
+class StatementUse {
+  public:
+    explicit StatementUse(Statement& statement) : statement_(statement) {}
+    ~StatementUse() { statement_.reset(); }
+    StatementUse(const StatementUse&) = delete;
+    StatementUse& operator=(const StatementUse&) = delete;
+    Statement* operator->() { return &statement_; }
+    Statement& operator*() { return statement_; }
+
+  private:
+    Statement& statement_;
+};
+
+}  // namespace oe::sqlite

@@ -1,0 +1,501 @@
+#include <oe/event_store_sqlite/sqlite_event_store.hpp>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <oe/kernel/group_commit.hpp>
+#include <oe/kernel/invariant.hpp>
+#include <oe/kernel/time.hpp>
+
+#include "migrations.hpp"
+#include "sqlite_db.hpp"
+
+namespace oe::sqlite {
+
+namespace {
+
+constexpr const char* select_columns =
+    "SELECT global_position, stream_id, stream_version, type, schema_version, data, metadata, "
+    "recorded_at_us FROM oe_events ";
+
+void configure(Database& db, std::chrono::milliseconds busy_timeout) {
+    sqlite3_busy_timeout(db.handle(), static_cast<int>(busy_timeout.count()));
+    // FULL: the WAL is fsynced at every commit, so an acknowledged append survives an OS
+    // crash. Group commit makes one fsync carry many appends.
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = ON");
+}
+
+int current_version(Database& db) {
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS oe_schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)");
+    Statement query(db.handle(), "SELECT COALESCE(MAX(version), 0) FROM oe_schema_migrations");
+    query.step();
+    return static_cast<int>(query.column_int64(0));
+}
+
+void ensure_parent_directory(const std::string& path) {
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (parent.empty()) {
+        return;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+        throw StoreError(
+            fmt::format("sqlite: cannot create directory '{}': {}", parent.string(), ec.message()));
+    }
+}
+
+RecordedEvent read_row(const Statement& row, const UpcasterRegistry* upcasters) {
+    RecordedEvent event;
+    event.global_position = row.column_int64(0);
+    event.stream_id = row.column_text(1);
+    event.stream_version = row.column_int64(2);
+    event.type = row.column_text(3);
+    const std::int64_t schema_version = row.column_int64(4);
+    if (schema_version < 1 || schema_version > 65535) {
+        throw CorruptEvent(event.global_position,
+                           fmt::format("schema_version {} is out of range", schema_version));
+    }
+    event.schema_version = static_cast<std::uint16_t>(schema_version);
+    event.data = row.column_text(5);
+    event.metadata = row.column_text(6);
+    event.recorded_at_us = row.column_int64(7);
+    if (upcasters != nullptr) {
+        upcasters->upcast(event);
+    }
+    return event;
+}
+
+/// Translates the portable $N placeholders into SQLite's ?N.
+std::string to_sqlite_placeholders(std::string_view sql) {
+    std::string out(sql);
+    for (std::size_t i = 0; i + 1 < out.size(); ++i) {
+        if (out[i] == '$' && out[i + 1] >= '0' && out[i + 1] <= '9') {
+            out[i] = '?';
+        }
+    }
+    return out;
+}
+
+class SqliteTx final : public SqlTx {
+  public:
+    explicit SqliteTx(Database& db) : db_(db) {}
+
+    void exec(std::string_view sql, const std::vector<SqlValue>& params) override {
+        StatementUse statement(prepare(sql, params));
+        while (statement->step()) {
+        }
+    }
+
+    std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
+        StatementUse statement(prepare(sql, params));
+        std::vector<SqlRow> rows;
+        while (statement->step()) {
+            SqlRow row;
+            const int columns = statement->column_count();
+            row.reserve(static_cast<std::size_t>(columns));
+            for (int c = 0; c < columns; ++c) {
+                if (statement->column_is_null(c)) {
+                    row.emplace_back(std::nullopt);
+                } else {
+                    row.emplace_back(std::string(statement->column_text(c)));
+                }
+            }
+            rows.push_back(std::move(row));
+        }
+        return rows;
+    }
+
+  private:
+    Statement& prepare(std::string_view sql, const std::vector<SqlValue>& params) {
+        Statement& statement = db_.cached(to_sqlite_placeholders(sql));
+        statement.reset();
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            const int index = static_cast<int>(i + 1);
+            if (const auto* number = std::get_if<std::int64_t>(&params[i])) {
+                statement.bind(index, *number);
+            } else if (const auto* text = std::get_if<std::string>(&params[i])) {
+                statement.bind(index, std::string_view(*text));
+            } else {
+                statement.bind_null(index);
+            }
+        }
+        return statement;
+    }
+
+    Database& db_;
+};
+
+class SqliteEventStore final : public EventStore {
+  public:
+    explicit SqliteEventStore(const SqliteOptions& options)
+        : options_(options),
+          writer_(options.path),
+          projector_(options.path),
+          committer_([this](std::vector<PendingAppend*>& batch) { commit_batch(batch); },
+                     options.batch_events_max) {
+        configure(writer_, options_.busy_timeout);
+        configure(projector_, options_.busy_timeout);
+        const int version = current_version(writer_);
+        if (version > latest_schema_version()) {
+            throw SchemaTooNew(fmt::format(
+                "database schema is version {}, this binary understands up to {}; upgrade the "
+                "binary",
+                version, latest_schema_version()));
+        }
+        if (version < latest_schema_version()) {
+            throw StoreError(fmt::format(
+                "database schema is version {}, this binary needs {}; run 'orderengine migrate'",
+                version, latest_schema_version()));
+        }
+        head_.store(query_head());
+    }
+
+    Result<AppendResult, AppendError> append(std::vector<StreamAppend> streams) override {
+        if (auto invalid = validate_append(streams)) {
+            return std::move(*invalid);
+        }
+        return committer_.submit(std::move(streams));
+    }
+
+    std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
+                                           std::size_t max_count) override {
+        auto reader = lease();
+        StatementUse query(reader->db.cached(
+            std::string(select_columns) +
+            "WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version LIMIT ?3"));
+        query->bind(1, stream_id);
+        query->bind(2, from_version);
+        query->bind(3, clamp_limit(max_count));
+        return collect(*query);
+    }
+
+    std::vector<RecordedEvent> read_all(std::int64_t after_position,
+                                        std::size_t max_count) override {
+        auto reader = lease();
+        StatementUse query(
+            reader->db.cached(std::string(select_columns) +
+                              "WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"));
+        query->bind(1, after_position);
+        query->bind(2, clamp_limit(max_count));
+        return collect(*query);
+    }
+
+    std::int64_t head_position() override {
+        const std::int64_t head = query_head();
+        raise_head(head);
+        return head;
+    }
+
+    bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout) override {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        std::unique_lock lock(signal_mutex_);
+        const std::uint64_t interrupts = interrupts_;
+        for (;;) {
+            if (head_.load() > after_position) {
+                return true;
+            }
+            if (interrupts_ != interrupts) {
+                return false;
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= deadline) {
+                return false;
+            }
+            // Our own writer signals at once; another process's commit is seen at the next poll.
+            signal_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
+                                       deadline - now, options_.poll_interval));
+            lock.unlock();
+            const std::int64_t head = query_head();
+            lock.lock();
+            if (head > head_.load()) {
+                head_.store(head);
+            }
+        }
+    }
+
+    void interrupt_waiters() override {
+        std::lock_guard lock(signal_mutex_);
+        ++interrupts_;
+        signal_.notify_all();
+    }
+
+    std::int64_t load_checkpoint(std::string_view projection) override {
+        auto reader = lease();
+        StatementUse query(
+            reader->db.cached("SELECT position FROM oe_checkpoints WHERE projection = ?1"));
+        query->bind(1, projection);
+        return query->step() ? query->column_int64(0) : 0;
+    }
+
+    void commit_projection(std::string_view projection, std::int64_t position,
+                           const std::function<void(SqlTx&)>& apply) override {
+        std::lock_guard lock(projector_mutex_);
+        projector_.exec("BEGIN IMMEDIATE");
+        try {
+            std::int64_t stored = 0;
+            {
+                StatementUse query(
+                    projector_.cached("SELECT position FROM oe_checkpoints WHERE projection = ?1"));
+                query->bind(1, projection);
+                if (query->step()) {
+                    stored = query->column_int64(0);
+                }
+            }
+            OE_INVARIANT(position >= stored, "a projection checkpoint may not move backwards");
+            SqliteTx tx(projector_);
+            apply(tx);
+            StatementUse upsert(projector_.cached(
+                "INSERT INTO oe_checkpoints (projection, position, updated_at_us) "
+                "VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE SET "
+                "position = excluded.position, updated_at_us = excluded.updated_at_us"));
+            upsert->bind(1, projection);
+            upsert->bind(2, position);
+            upsert->bind(3, now_us());
+            upsert->step();
+            projector_.exec("COMMIT");
+        } catch (...) {
+            rollback(projector_);
+            throw;
+        }
+    }
+
+    std::string_view backend_name() const override { return "sqlite"; }
+
+  private:
+    struct Reader {
+        Database db;
+        explicit Reader(const std::string& path) : db(path) {}
+    };
+
+    struct Lease {
+        SqliteEventStore* store;
+        std::unique_ptr<Reader> reader;
+        Reader* operator->() { return reader.get(); }
+        Lease(SqliteEventStore* s, std::unique_ptr<Reader> r) : store(s), reader(std::move(r)) {}
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        ~Lease() { store->give_back(std::move(reader)); }
+    };
+
+    Lease lease() {
+        {
+            std::lock_guard lock(readers_mutex_);
+            if (!readers_.empty()) {
+                auto reader = std::move(readers_.back());
+                readers_.pop_back();
+                return Lease(this, std::move(reader));
+            }
+        }
+        auto reader = std::make_unique<Reader>(options_.path);
+        sqlite3_busy_timeout(reader->db.handle(), static_cast<int>(options_.busy_timeout.count()));
+        reader->db.exec("PRAGMA mmap_size = 1073741824");
+        reader->db.exec("PRAGMA cache_size = -65536");
+        return Lease(this, std::move(reader));
+    }
+
+    void give_back(std::unique_ptr<Reader> reader) {
+        std::lock_guard lock(readers_mutex_);
+        if (readers_.size() < options_.readers_max) {
+            readers_.push_back(std::move(reader));
+        }
+    }
+
+    static std::int64_t clamp_limit(std::size_t max_count) {
+        return max_count > static_cast<std::size_t>(INT64_MAX)
+                   ? INT64_MAX
+                   : static_cast<std::int64_t>(max_count);
+    }
+
+    std::vector<RecordedEvent> collect(Statement& query) {
+        std::vector<RecordedEvent> events;
+        while (query.step()) {
+            events.push_back(read_row(query, options_.upcasters.get()));
+        }
+        return events;
+    }
+
+    std::int64_t query_head() {
+        auto reader = lease();
+        StatementUse query(
+            reader->db.cached("SELECT COALESCE(MAX(global_position), 0) FROM oe_events"));
+        query->step();
+        return query->column_int64(0);
+    }
+
+    void raise_head(std::int64_t head) {
+        std::lock_guard lock(signal_mutex_);
+        if (head > head_.load()) {
+            head_.store(head);
+            signal_.notify_all();
+        }
+    }
+
+    static void rollback(Database& db) {
+        try {
+            db.exec("ROLLBACK");
+        } catch (const StoreError&) {
+            // The transaction is already gone (SQLite rolled it back itself); nothing to undo.
+        }
+    }
+
+    // Runs on the group-commit leader's thread; the committer guarantees one leader at a time,
+    // so writer_ is used by one thread at once.
+    void commit_batch(std::vector<PendingAppend*>& batch) {
+        writer_.exec("BEGIN IMMEDIATE");
+        std::int64_t head = 0;
+        try {
+            std::int64_t recorded_at_us = now_us();
+            {
+                StatementUse last(
+                    writer_.cached("SELECT global_position, recorded_at_us FROM oe_events "
+                                   "ORDER BY global_position DESC LIMIT 1"));
+                if (last->step()) {
+                    head = last->column_int64(0);
+                    // Time never goes backwards along the log, so an as-of instant maps to a
+                    // prefix of it.
+                    recorded_at_us = std::max(recorded_at_us, last->column_int64(1));
+                }
+            }
+            for (PendingAppend* pending : batch) {
+                write_one(*pending, head, recorded_at_us);
+            }
+            writer_.exec("COMMIT");
+        } catch (...) {
+            rollback(writer_);
+            throw;
+        }
+        raise_head(head);
+    }
+
+    std::int64_t stream_version(std::string_view stream_id) {
+        StatementUse query(writer_.cached(
+            "SELECT COALESCE(MAX(stream_version), 0) FROM oe_events WHERE stream_id = ?1"));
+        query->bind(1, stream_id);
+        query->step();
+        return query->column_int64(0);
+    }
+
+    void write_one(PendingAppend& pending, std::int64_t& head, std::int64_t recorded_at_us) {
+        std::vector<std::int64_t> versions;
+        versions.reserve(pending.streams.size());
+        for (const auto& stream : pending.streams) {
+            const std::int64_t actual = stream_version(stream.stream_id);
+            if (!stream.expected.matches(actual)) {
+                AppendError error;
+                error.reason = AppendRejected::wrong_expected_version;
+                error.stream_id = stream.stream_id;
+                error.expected = stream.expected.encoded();
+                error.actual = actual;
+                error.message = fmt::format("stream '{}' is at version {}, expected {}",
+                                            stream.stream_id, actual, stream.expected.describe());
+                pending.result.emplace(std::move(error));
+                return;
+            }
+            versions.push_back(actual);
+        }
+        AppendResult result;
+        result.first_position = head + 1;
+        StatementUse insert(writer_.cached(
+            "INSERT INTO oe_events (global_position, stream_id, stream_version, type, "
+            "schema_version, data, metadata, recorded_at_us) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"));
+        for (std::size_t s = 0; s < pending.streams.size(); ++s) {
+            const auto& stream = pending.streams[s];
+            for (const auto& event : stream.events) {
+                const std::string metadata = event.metadata.to_json();
+                insert->bind(1, ++head);
+                insert->bind(2, std::string_view(stream.stream_id));
+                insert->bind(3, ++versions[s]);
+                insert->bind(4, std::string_view(event.type));
+                insert->bind(5, static_cast<std::int64_t>(event.schema_version));
+                insert->bind(6, std::string_view(event.data));
+                insert->bind(7, std::string_view(metadata));
+                insert->bind(8, recorded_at_us);
+                insert->step();
+                (*insert).reset();
+            }
+        }
+        result.last_position = head;
+        result.stream_versions = std::move(versions);
+        pending.result.emplace(std::move(result));
+    }
+
+    SqliteOptions options_;
+    Database writer_;
+    Database projector_;
+    std::mutex projector_mutex_;
+    GroupCommitter committer_;
+    std::mutex readers_mutex_;
+    std::vector<std::unique_ptr<Reader>> readers_;
+    std::mutex signal_mutex_;
+    std::condition_variable signal_;
+    std::atomic<std::int64_t> head_{0};
+    std::uint64_t interrupts_ = 0;
+};
+
+}  // namespace
+
+int latest_schema_version() {
+    return migrations().back().version;
+}
+
+int migrate(const std::string& path) {
+    ensure_parent_directory(path);
+    Database db(path);
+    sqlite3_busy_timeout(db.handle(), 10'000);
+    // WAL lets readers run beside the one writer; the setting is stored in the file.
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("BEGIN IMMEDIATE");
+    try {
+        const int version = current_version(db);
+        if (version > latest_schema_version()) {
+            throw SchemaTooNew(
+                fmt::format("database schema is version {}, this binary understands up to {}",
+                            version, latest_schema_version()));
+        }
+        for (const auto& migration : migrations()) {
+            if (migration.version <= version) {
+                continue;
+            }
+            db.exec(migration.sql);
+            Statement record(db.handle(),
+                             "INSERT INTO oe_schema_migrations (version, name, applied_at_us) "
+                             "VALUES (?1, ?2, ?3)");
+            record.bind(1, static_cast<std::int64_t>(migration.version));
+            record.bind(2, std::string_view(migration.name));
+            record.bind(3, now_us());
+            record.step();
+        }
+        db.exec("COMMIT");
+    } catch (...) {
+        try {
+            db.exec("ROLLBACK");
+        } catch (const StoreError&) {
+            // Already rolled back by SQLite.
+        }
+        throw;
+    }
+    return latest_schema_version();
+}
+
+std::unique_ptr<EventStore> open_event_store(const SqliteOptions& options) {
+    if (!std::filesystem::exists(options.path)) {
+        throw StoreError(fmt::format(
+            "sqlite: database '{}' does not exist; run 'orderengine migrate'", options.path));
+    }
+    return std::make_unique<SqliteEventStore>(options);
+}
+
+}  // namespace oe::sqlite

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <oe/kernel/event_store.hpp>
+#include <oe/kernel/upcaster.hpp>
+
+namespace oe::app {
+
+enum class Backend { sqlite, postgresql };
+
+/// A DATABASE_URL taken apart: `sqlite://<path>` (so `sqlite:///abs.db` is absolute) or a libpq
+/// `postgresql://` / `postgres://` URL.
+struct DatabaseUrl {
+    Backend backend = Backend::sqlite;
+    std::string location;  // The file path for SQLite, the whole URL for PostgreSQL.
+};
+
+/// Throws InvalidDatabaseUrl with a one-line reason.
+[[nodiscard]] DatabaseUrl parse_database_url(const std::string& url);
+
+/// Runs pending migrations. With a separate `migration_url` (MIGRATION_DATABASE_URL) the
+/// migrations run as that owner role and the role of `url` receives only the application's
+/// grants. Returns the schema version.
+int migrate(const std::string& url, const std::optional<std::string>& migration_url = {});
+
+/// Opens the store for `url`; the schema must be current.
+[[nodiscard]] std::unique_ptr<EventStore> open_store(
+    const std::string& url, std::shared_ptr<const UpcasterRegistry> upcasters = {});
+
+}  // namespace oe::app

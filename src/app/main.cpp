@@ -1,0 +1,151 @@
+// orderengine: the composition root. Reads like the list of the parts that run.
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <oe/app/store_factory.hpp>
+#include <oe/http/server.hpp>
+#include <oe/kernel/event_store.hpp>
+#include <oe/kernel/log.hpp>
+
+namespace {
+
+constexpr int exit_usage = 2;
+constexpr int exit_failure = 2;
+constexpr const char* default_database_url = "sqlite://./data/orderengine.db";
+
+constexpr const char* usage =
+    "usage: orderengine <command> [options]\n"
+    "  serve [--port P] [--no-migrate]   run the HTTP API (DATABASE_URL, PORT)\n"
+    "  migrate                           apply pending schema migrations and exit\n"
+    "environment: DATABASE_URL (default sqlite://./data/orderengine.db),\n"
+    "             MIGRATION_DATABASE_URL (owner role for migrations, PostgreSQL), PORT\n";
+
+std::string env_or(const char* name, const std::string& fallback) {
+    const char* value = std::getenv(name);
+    return value != nullptr && *value != '\0' ? std::string(value) : fallback;
+}
+
+std::optional<std::string> env_optional(const char* name) {
+    const char* value = std::getenv(name);
+    return value != nullptr && *value != '\0' ? std::optional<std::string>(value) : std::nullopt;
+}
+
+/// Parses a TCP port; nothing when the text is not 0..65535.
+std::optional<std::uint16_t> parse_port(const std::string& text) {
+    if (text.empty() || text.size() > 5 ||
+        text.find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    const long value = std::stol(text);
+    return value <= 65535 ? std::optional<std::uint16_t>(static_cast<std::uint16_t>(value))
+                          : std::nullopt;
+}
+
+oe::http::Response json(int status, std::string body) {
+    oe::http::Response response;
+    response.status = status;
+    response.body = std::move(body);
+    return response;
+}
+
+int run_migrate(const std::vector<std::string>& args) {
+    if (!args.empty()) {
+        std::cerr << "orderengine migrate: unexpected argument '" << args.front() << "'\n";
+        return exit_usage;
+    }
+    const std::string url = env_or("DATABASE_URL", default_database_url);
+    const int version = oe::app::migrate(url, env_optional("MIGRATION_DATABASE_URL"));
+    std::cout << "schema at version " << version << "\n";
+    return 0;
+}
+
+int run_serve(const std::vector<std::string>& args) {
+    bool migrate = true;
+    std::optional<std::uint16_t> port = parse_port(env_or("PORT", "8080"));
+    if (!port) {
+        std::cerr << "orderengine serve: PORT must be 0..65535\n";
+        return exit_usage;
+    }
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--no-migrate") {
+            migrate = false;
+        } else if (args[i] == "--port" && i + 1 < args.size()) {
+            port = parse_port(args[++i]);
+            if (!port) {
+                std::cerr << "orderengine serve: --port must be 0..65535\n";
+                return exit_usage;
+            }
+        } else {
+            std::cerr << "orderengine serve: unknown option '" << args[i]
+                      << "' (see orderengine --help)\n";
+            return exit_usage;
+        }
+    }
+
+    const std::string url = env_or("DATABASE_URL", default_database_url);
+    if (migrate) {
+        oe::app::migrate(url, env_optional("MIGRATION_DATABASE_URL"));
+    }
+    auto store = oe::app::open_store(url);
+
+    oe::http::ServerOptions options;
+    options.port = *port;
+    oe::http::Server server(options, [&store](const oe::http::Request& request) {
+        const auto path = request.path();
+        if (request.method == "GET" && path == "/health") {
+            return json(200, R"({"status":"ok"})");
+        }
+        if (request.method == "GET" && path == "/ready") {
+            try {
+                (void)store->head_position();
+                return json(200, R"({"status":"ready"})");
+            } catch (const oe::StoreError&) {
+                return json(503, R"({"status":"unavailable"})");
+            }
+        }
+        return json(404, R"({"error":{"code":"not_found","message":"no such route"}})");
+    });
+    server.start();
+    oe::log(oe::LogLevel::info, "listening",
+            {{"url", fmt::format("http://127.0.0.1:{}", server.port())},
+             {"backend", std::string(store->backend_name())}});
+    server.run_until_signal();
+    oe::log(oe::LogLevel::info, "stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty()) {
+        std::cerr << usage;
+        return exit_usage;
+    }
+    if (args.front() == "--help" || args.front() == "help") {
+        std::cout << usage;
+        return 0;
+    }
+    const std::string command = args.front();
+    args.erase(args.begin());
+    try {
+        if (command == "serve") {
+            return run_serve(args);
+        }
+        if (command == "migrate") {
+            return run_migrate(args);
+        }
+        std::cerr << "orderengine: unknown command '" << command << "' (see orderengine --help)\n";
+        return exit_usage;
+    } catch (const std::exception& e) {
+        std::cerr << "orderengine " << command << ": " << e.what() << "\n";
+        return exit_failure;
+    }
+}

@@ -1,0 +1,59 @@
+#include <oe/app/store_factory.hpp>
+
+#include <fmt/format.h>
+
+#include <oe/event_store_postgres/postgres_event_store.hpp>
+#include <oe/event_store_sqlite/sqlite_event_store.hpp>
+
+namespace oe::app {
+
+DatabaseUrl parse_database_url(const std::string& url) {
+    constexpr std::string_view sqlite_scheme = "sqlite://";
+    if (url.starts_with(sqlite_scheme)) {
+        DatabaseUrl parsed{Backend::sqlite, url.substr(sqlite_scheme.size())};
+        if (parsed.location.empty()) {
+            throw InvalidDatabaseUrl(
+                "invalid DATABASE_URL: sqlite:// needs a file path, e.g. "
+                "sqlite://./data/orderengine.db");
+        }
+        return parsed;
+    }
+    if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        (void)postgres::url_user(url);  // Throws InvalidDatabaseUrl when libpq cannot parse it.
+        return {Backend::postgresql, url};
+    }
+    throw InvalidDatabaseUrl(
+        fmt::format("invalid DATABASE_URL '{}': expected sqlite://<path> or postgresql://…", url));
+}
+
+int migrate(const std::string& url, const std::optional<std::string>& migration_url) {
+    const DatabaseUrl parsed = parse_database_url(url);
+    if (parsed.backend == Backend::sqlite) {
+        return sqlite::migrate(parsed.location);
+    }
+    if (migration_url && !migration_url->empty() && *migration_url != url) {
+        const DatabaseUrl owner = parse_database_url(*migration_url);
+        if (owner.backend != Backend::postgresql) {
+            throw InvalidDatabaseUrl("MIGRATION_DATABASE_URL must be a postgresql:// URL");
+        }
+        return postgres::migrate(owner.location, postgres::url_user(url));
+    }
+    return postgres::migrate(parsed.location);
+}
+
+std::unique_ptr<EventStore> open_store(const std::string& url,
+                                       std::shared_ptr<const UpcasterRegistry> upcasters) {
+    const DatabaseUrl parsed = parse_database_url(url);
+    if (parsed.backend == Backend::sqlite) {
+        sqlite::SqliteOptions options;
+        options.path = parsed.location;
+        options.upcasters = std::move(upcasters);
+        return sqlite::open_event_store(options);
+    }
+    postgres::PostgresOptions options;
+    options.url = parsed.location;
+    options.upcasters = std::move(upcasters);
+    return postgres::open_event_store(options);
+}
+
+}  // namespace oe::app

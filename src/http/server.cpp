@@ -1,0 +1,286 @@
+#include <oe/http/server.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/version.hpp>
+
+namespace oe::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::string error_body(std::string_view code, std::string_view message) {
+    return std::string(R"({"error":{"code":")") + std::string(code) + R"(","message":")" +
+           std::string(message) + "\"}}";
+}
+
+}  // namespace
+
+std::optional<std::string_view> Request::header(std::string_view name) const {
+    for (const auto& [key, value] : headers) {
+        if (iequals(key, name)) {
+            return std::string_view(value);
+        }
+    }
+    return std::nullopt;
+}
+
+std::string_view Request::path() const {
+    const std::string_view whole(target);
+    return whole.substr(0, whole.find('?'));
+}
+
+class Session;
+
+struct Server::Impl {
+    // Order matters: sessions still queued in ioc are destroyed with it and touch the
+    // counters, so those are declared (and outlive it) first.
+    ServerOptions options;
+    Handler handler;
+    std::atomic<bool> draining{false};
+    std::atomic<std::size_t> connections{0};
+    std::mutex mutex;
+    std::condition_variable drained;
+    std::size_t in_flight = 0;
+    bool stopped = false;
+    net::io_context ioc;
+    tcp::acceptor acceptor{ioc};
+    std::vector<std::thread> threads;
+
+    Impl(ServerOptions o, Handler h)
+        : options(std::move(o)), handler(std::move(h)), ioc(static_cast<int>(options.threads)) {}
+
+    void do_accept();
+    void request_started() {
+        std::lock_guard lock(mutex);
+        ++in_flight;
+    }
+    void request_finished() {
+        std::lock_guard lock(mutex);
+        --in_flight;
+        drained.notify_all();
+    }
+};
+
+/// One connection: read a request, hand it to the application, write the answer, repeat while
+/// keep-alive holds (the Beast advanced-server session shape).
+class Session : public std::enable_shared_from_this<Session> {
+  public:
+    Session(tcp::socket&& socket, Server::Impl& server)
+        : stream_(std::move(socket)), server_(server) {}
+
+    ~Session() { server_.connections.fetch_sub(1); }
+
+    void run() {
+        net::dispatch(stream_.get_executor(),
+                      beast::bind_front_handler(&Session::do_read, shared_from_this()));
+    }
+
+  private:
+    void do_read() {
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_bytes_max));
+        parser_->body_limit(server_.options.body_bytes_max);
+        // One deadline covers headers and body, so a client that trickles bytes (or never
+        // finishes its headers) is cut off; an idle keep-alive connection ends the same way.
+        stream_.expires_after(first_request_ ? server_.options.header_timeout
+                                             : std::max(server_.options.header_timeout,
+                                                        server_.options.idle_timeout));
+        bhttp::async_read(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        first_request_ = false;
+        if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
+            ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+            ec == net::error::eof) {
+            return close();
+        }
+        if (ec == bhttp::error::body_limit) {
+            return reply_error(413, "payload_too_large", "request body exceeds 1 MiB");
+        }
+        if (ec == bhttp::error::header_limit) {
+            return reply_error(431, "header_too_large", "request headers are too large");
+        }
+        if (ec) {
+            return reply_error(400, "invalid_request", "malformed HTTP request");
+        }
+        server_.request_started();
+        counted_ = true;
+        auto request = parser_->release();
+        if (server_.draining.load()) {
+            return reply_error(503, "shutting_down", "the server is shutting down");
+        }
+        Request app_request;
+        app_request.method = std::string(request.method_string());
+        app_request.target = std::string(request.target());
+        for (const auto& field : request) {
+            app_request.headers.emplace_back(std::string(field.name_string()),
+                                             std::string(field.value()));
+        }
+        app_request.body = std::move(request.body());
+        Response app_response;
+        try {
+            app_response = server_.handler(app_request);
+        } catch (const std::exception&) {
+            app_response.status = 500;
+            app_response.body = error_body("internal", "internal error");
+        }
+        write(std::move(app_response), request.keep_alive(), request.version());
+    }
+
+    void reply_error(int status, std::string_view code, std::string_view message) {
+        Response response;
+        response.status = status;
+        response.body = error_body(code, message);
+        write(std::move(response), false, 11);
+    }
+
+    void write(Response app_response, bool keep_alive, unsigned version) {
+        keep_alive = keep_alive && !server_.draining.load();
+        response_.emplace(static_cast<bhttp::status>(app_response.status), version);
+        response_->set(bhttp::field::server, "orderengine");
+        response_->set(bhttp::field::content_type, app_response.content_type);
+        for (auto& [name, value] : app_response.headers) {
+            response_->insert(name, value);
+        }
+        response_->body() = std::move(app_response.body);
+        response_->keep_alive(keep_alive);
+        response_->prepare_payload();
+        stream_.expires_after(server_.options.header_timeout);
+        bhttp::async_write(
+            stream_, *response_,
+            beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
+    }
+
+    void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+        response_.reset();
+        if (counted_) {
+            counted_ = false;
+            server_.request_finished();
+        }
+        if (ec || !keep_alive) {
+            return close();
+        }
+        do_read();
+    }
+
+    void close() {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.close();
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    Server::Impl& server_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    std::optional<bhttp::response<bhttp::string_body>> response_;
+    bool first_request_ = true;
+    bool counted_ = false;
+};
+
+void Server::Impl::do_accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec) {
+            if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+                return;
+            }
+        } else if (connections.fetch_add(1) >= options.connections_max) {
+            connections.fetch_sub(1);
+            beast::error_code ignored;
+            socket.close(ignored);
+        } else {
+            std::make_shared<Session>(std::move(socket), *this)->run();
+        }
+        do_accept();
+    });
+}
+
+Server::Server(ServerOptions options, Handler handler) {
+    if (options.threads == 0) {
+        options.threads = std::max<std::size_t>(4, 2 * std::thread::hardware_concurrency());
+    }
+    impl_ = std::make_unique<Impl>(std::move(options), std::move(handler));
+}
+
+Server::~Server() {
+    stop();
+}
+
+void Server::start() {
+    auto& impl = *impl_;
+    const tcp::endpoint endpoint{net::ip::make_address(impl.options.address), impl.options.port};
+    impl.acceptor.open(endpoint.protocol());
+    impl.acceptor.set_option(net::socket_base::reuse_address(true));
+    impl.acceptor.bind(endpoint);
+    impl.acceptor.listen(net::socket_base::max_listen_connections);
+    impl.do_accept();
+    for (std::size_t i = 0; i < impl.options.threads; ++i) {
+        impl.threads.emplace_back([&impl] { impl.ioc.run(); });
+    }
+}
+
+std::uint16_t Server::port() const {
+    return impl_->acceptor.local_endpoint().port();
+}
+
+void Server::run_until_signal() {
+    net::io_context signals_ioc;
+    net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+    signals.async_wait([](beast::error_code, int) {});
+    signals_ioc.run();
+    stop();
+}
+
+void Server::stop() {
+    auto& impl = *impl_;
+    {
+        std::lock_guard lock(impl.mutex);
+        if (impl.stopped) {
+            return;
+        }
+        impl.stopped = true;
+    }
+    impl.draining.store(true);
+    net::post(impl.acceptor.get_executor(), [&impl] {
+        beast::error_code ignored;
+        impl.acceptor.close(ignored);
+    });
+    {
+        std::unique_lock lock(impl.mutex);
+        impl.drained.wait_for(lock, impl.options.drain_timeout,
+                              [&impl] { return impl.in_flight == 0; });
+    }
+    impl.ioc.stop();
+    for (auto& thread : impl.threads) {
+        if (thread.joinable()) {
+            thread.join();
+        }
+    }
+}
+
+}  // namespace oe::http

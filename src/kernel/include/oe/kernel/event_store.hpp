@@ -1,0 +1,112 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <oe/kernel/event.hpp>
+#include <oe/kernel/result.hpp>
+
+namespace oe {
+
+/// An I/O failure of the store (the database is unreachable, a statement failed). The caller
+/// cannot fix it by changing its input; nothing was written.
+class StoreError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// DATABASE_URL cannot be understood.
+class InvalidDatabaseUrl : public StoreError {
+  public:
+    using StoreError::StoreError;
+};
+
+/// The database's schema was written by a newer binary than this one.
+class SchemaTooNew : public StoreError {
+  public:
+    using StoreError::StoreError;
+};
+
+/// A stored event cannot be read back (bad schema_version, unparsable payload, failed upcast).
+class CorruptEvent : public StoreError {
+  public:
+    CorruptEvent(std::int64_t position, const std::string& why);
+    [[nodiscard]] std::int64_t position() const noexcept { return position_; }
+
+  private:
+    std::int64_t position_;
+};
+
+/// A value bound to a portable SQL statement. Statements use $1, $2, … placeholders on both
+/// backends and stick to the SQL both understand (INSERT … ON CONFLICT … DO UPDATE included).
+using SqlValue = std::variant<std::nullptr_t, std::int64_t, std::string>;
+using SqlRow = std::vector<std::optional<std::string>>;
+
+/// The transaction a projection writes its read model in. The checkpoint is written by the
+/// store in the same transaction, after `apply` returns.
+class SqlTx {
+  public:
+    virtual ~SqlTx() = default;
+    virtual void exec(std::string_view sql, const std::vector<SqlValue>& params = {}) = 0;
+    [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,
+                                                    const std::vector<SqlValue>& params = {}) = 0;
+};
+
+/// The event store: one interface, two backends (SQLite, PostgreSQL), one conformance suite.
+///
+/// Guarantees every backend gives:
+/// - append is atomic across all its streams: every event is written or none is;
+/// - global positions start at 1 and are assigned in commit order, so a reader that has seen
+///   position N has seen every committed event below N (no reader ever skips an event);
+/// - an acknowledged append is durable (it survives a process and an OS crash);
+/// - stored events are never changed; old shapes are upcast on read.
+class EventStore {
+  public:
+    virtual ~EventStore() = default;
+
+    /// Appends to one or several streams atomically, each with its expected version.
+    /// Returns the typed rejection when nothing was written; throws StoreError on I/O failure.
+    [[nodiscard]] virtual Result<AppendResult, AppendError> append(
+        std::vector<StreamAppend> streams) = 0;
+
+    /// Events of one stream with version >= from_version, in version order.
+    [[nodiscard]] virtual std::vector<RecordedEvent> read_stream(
+        std::string_view stream_id, std::int64_t from_version = 1,
+        std::size_t max_count = SIZE_MAX) = 0;
+
+    /// Up to max_count events with global_position > after_position, in global order.
+    [[nodiscard]] virtual std::vector<RecordedEvent> read_all(std::int64_t after_position,
+                                                              std::size_t max_count) = 0;
+
+    /// The highest committed position (0 when the store is empty).
+    [[nodiscard]] virtual std::int64_t head_position() = 0;
+
+    /// Blocks until an event after `after_position` may have been committed, the timeout
+    /// passes, or interrupt_waiters() is called. True when the head is known to be past it.
+    virtual bool wait_for_events(std::int64_t after_position,
+                                 std::chrono::milliseconds timeout) = 0;
+
+    /// Wakes every wait_for_events caller (used at shutdown).
+    virtual void interrupt_waiters() = 0;
+
+    /// The projection's checkpoint: the last global position it applied (0 when new).
+    [[nodiscard]] virtual std::int64_t load_checkpoint(std::string_view projection) = 0;
+
+    /// Runs `apply` and then moves the projection's checkpoint to `position`, in one
+    /// transaction: either the read-model change and the checkpoint both commit, or neither.
+    /// `position` must not be behind the stored checkpoint (InvariantViolation otherwise).
+    virtual void commit_projection(std::string_view projection, std::int64_t position,
+                                   const std::function<void(SqlTx&)>& apply) = 0;
+
+    /// Name of the backend ("sqlite" or "postgresql"), for logs and benchmarks.
+    [[nodiscard]] virtual std::string_view backend_name() const = 0;
+};
+
+}  // namespace oe

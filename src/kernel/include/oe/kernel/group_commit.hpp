@@ -1,0 +1,52 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <oe/kernel/event.hpp>
+#include <oe/kernel/result.hpp>
+
+namespace oe {
+
+/// One append waiting in a group commit.
+struct PendingAppend {
+    std::vector<StreamAppend> streams;
+    std::size_t event_count = 0;
+    std::optional<Result<AppendResult, AppendError>> result;  // Set by the commit function.
+    std::exception_ptr failure;                               // Set when the batch failed.
+    bool done = false;
+};
+
+/// Group commit without a thread of its own: the first caller that finds no commit running
+/// becomes the leader, takes everything queued (up to `batch_events_max`), commits it in one
+/// transaction with one durable flush, and hands each caller its own result. Callers that
+/// arrive while a commit runs queue up for the next one. One writer pays no hand-off; many
+/// writers share each flush.
+class GroupCommitter {
+  public:
+    /// Commits the batch in one transaction. Must set `result` on every entry (a rejection for
+    /// one entry never affects another) or throw, in which case nothing was committed and every
+    /// caller of the batch receives the exception.
+    using CommitBatch = std::function<void(std::vector<PendingAppend*>& batch)>;
+
+    GroupCommitter(CommitBatch commit, std::size_t batch_events_max);
+
+    /// Queues the append, waits for its batch to commit and returns its result.
+    Result<AppendResult, AppendError> submit(std::vector<StreamAppend> streams);
+
+  private:
+    CommitBatch commit_;
+    std::size_t batch_events_max_;
+    std::mutex mutex_;
+    std::condition_variable done_;
+    std::deque<PendingAppend*> queue_;
+    bool leader_active_ = false;
+};
+
+}  // namespace oe

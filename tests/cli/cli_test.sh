@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Drives the real orderengine binary: exit codes and one-line errors for bad configuration,
+# migrate, and serve answering GET /health (SQLite, and PostgreSQL when the test server is up).
+#   tests/cli/cli_test.sh <path-to-orderengine>
+set -uo pipefail
+bin=${1:?usage: cli_test.sh <orderengine>}
+work=$(mktemp -d)
+server_pid=""
+passed=0
+failed=0
+cleanup() {
+    [[ -n "$server_pid" ]] && kill -9 "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { passed=$((passed + 1)); echo "ok   - $1"; }
+not_ok() { failed=$((failed + 1)); echo "FAIL - $1"; }
+
+# expect_fail <name> <expected exit> <stderr pattern> <command...>
+expect_fail() {
+    local name=$1 code=$2 pattern=$3
+    shift 3
+    local out rc
+    out=$("$@" 2>&1 >/dev/null)
+    rc=$?
+    local lines
+    lines=$(printf '%s' "$out" | grep -c '' || true)
+    if [[ $rc -eq $code && "$out" =~ $pattern && $lines -le 1 ]]; then
+        ok "$name"
+    else
+        not_ok "$name (exit $rc, ${lines} lines: $out)"
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_server <database-url> -> sets server_pid, port; returns when /health answers (or fails)
+start_server() {
+    port=$(free_port)
+    local started=$(date +%s%N)
+    DATABASE_URL="$1" PORT=$port "$bin" serve >"$work/serve.out" 2>"$work/serve.err" &
+    server_pid=$!
+    for _ in $(seq 1 500); do
+        if curl -fsS "http://127.0.0.1:$port/health" >"$work/health" 2>/dev/null; then
+            startup_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+            return 0
+        fi
+        kill -0 "$server_pid" 2>/dev/null || return 1
+        sleep 0.01
+    done
+    return 1
+}
+
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_pid"
+    local rc=$?
+    server_pid=""
+    return $rc
+}
+
+usage_out=$("$bin" 2>&1 >/dev/null)
+[[ $? -eq 2 && "$usage_out" == usage:* ]] && ok "no command prints usage on stderr and exits 2" \
+    || not_ok "no command: $usage_out"
+expect_fail "unknown command exits 2 with one line" 2 "unknown command 'frobnicate'" "$bin" frobnicate
+expect_fail "malformed DATABASE_URL exits 2 with one line" 2 "invalid DATABASE_URL" \
+    env DATABASE_URL=mysql://localhost/x "$bin" migrate
+expect_fail "empty sqlite path exits 2" 2 "needs a file path" env DATABASE_URL=sqlite:// "$bin" migrate
+expect_fail "garbled postgresql URL exits 2" 2 "invalid PostgreSQL URL" \
+    env "DATABASE_URL=postgresql://[::1" "$bin" migrate
+expect_fail "unreachable database exits 2 with one line" 2 "cannot connect to PostgreSQL" \
+    env DATABASE_URL=postgresql://127.0.0.1:1/nothing "$bin" migrate
+expect_fail "bad PORT exits 2" 2 "PORT must be" env DATABASE_URL="sqlite://$work/x.db" PORT=99999 "$bin" serve
+expect_fail "serve --no-migrate on an empty database exits 2" 2 "migrate" \
+    env DATABASE_URL="sqlite://$work/empty/none.db" "$bin" serve --no-migrate
+
+db="sqlite://$work/data/orderengine.db"
+if out=$(DATABASE_URL=$db "$bin" migrate 2>&1) && [[ "$out" == "schema at version "* ]]; then
+    ok "migrate creates the SQLite database and its directory"
+else
+    not_ok "migrate on SQLite: $out"
+fi
+
+if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
+    ok "serve answers GET /health on SQLite (${startup_ms} ms from exec, including curl polling)"
+    ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready")
+    [[ "$ready" == 200 ]] && ok "GET /ready is 200" || not_ok "GET /ready answered $ready"
+    missing=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/nope")
+    [[ "$missing" == *'"code":"not_found"'*' 404' ]] && ok "unknown route is a JSON 404" \
+        || not_ok "unknown route: $missing"
+    rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
+    echo "     idle RSS: ${rss_kb} kB"
+    if stop_server; then ok "SIGTERM stops serve with exit 0"; else not_ok "SIGTERM exit code"; fi
+    grep -q '"msg":"listening"' "$work/serve.err" && ok "serve logs a JSON 'listening' line" \
+        || not_ok "no JSON listening log: $(cat "$work/serve.err")"
+else
+    not_ok "serve did not answer /health: $(cat "$work/serve.err")"
+fi
+
+sqlite3 "$work/data/orderengine.db" \
+    "INSERT INTO oe_schema_migrations VALUES (999, 'from the future', 0)"
+expect_fail "a schema newer than the binary exits 2 with one line" 2 "newer|understands up to" \
+    env DATABASE_URL="$db" "$bin" serve
+
+if [[ -n "${OE_TEST_PG_ADMIN_URL:-}" ]]; then
+    name="oe_cli_$$"
+    psql -q "$OE_TEST_PG_ADMIN_URL" -c "CREATE DATABASE $name" >/dev/null
+    pg_url="${OE_TEST_PG_ADMIN_URL%/*}/$name"
+    if start_server "$pg_url"; then
+        ok "serve migrates and answers GET /health on PostgreSQL"
+        ready=$(curl -s "http://127.0.0.1:$port/ready")
+        [[ "$ready" == '{"status":"ready"}' ]] && ok "GET /ready on PostgreSQL" \
+            || not_ok "GET /ready on PostgreSQL: $ready"
+        stop_server && ok "SIGTERM on PostgreSQL exits 0" || not_ok "SIGTERM on PostgreSQL"
+    else
+        not_ok "serve on PostgreSQL: $(cat "$work/serve.err")"
+    fi
+    psql -q "$OE_TEST_PG_ADMIN_URL" -c "DROP DATABASE $name WITH (FORCE)" >/dev/null
+else
+    not_ok "OE_TEST_PG_ADMIN_URL is not set: run through make test or scripts/with-test-services"
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

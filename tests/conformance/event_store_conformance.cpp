@@ -1,0 +1,628 @@
+// The event-store conformance suite. The same file is compiled twice: event_store_sqlite_test
+// (OE_TEST_BACKEND_SQLITE) and event_store_pg_test (OE_TEST_BACKEND_POSTGRESQL), so every
+// guarantee of oe::EventStore is checked against both backends by the same code.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <oe/app/store_factory.hpp>
+#include <oe/kernel/event_store.hpp>
+#include <oe/kernel/subscription.hpp>
+#include <oe/kernel/time.hpp>
+#include <oe/kernel/upcaster.hpp>
+
+#include "support/test_database.hpp"
+
+using namespace oe;
+using oe::test::TestDatabase;
+
+namespace {
+
+#if defined(OE_TEST_BACKEND_POSTGRESQL)
+constexpr auto backend = oe::test::Backend::postgresql;
+#else
+constexpr auto backend = oe::test::Backend::sqlite;
+#endif
+
+NewEvent event(std::string type, std::string data = R"({"n":1})") {
+    NewEvent e;
+    e.type = std::move(type);
+    e.data = std::move(data);
+    e.metadata.actor = "user-1";
+    e.metadata.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    return e;
+}
+
+StreamAppend to(std::string stream, ExpectedVersion expected, std::vector<NewEvent> events) {
+    return StreamAppend{std::move(stream), expected, std::move(events)};
+}
+
+AppendResult must_append(EventStore& store, std::vector<StreamAppend> streams) {
+    auto result = store.append(std::move(streams));
+    REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+    return std::move(result).value();
+}
+
+std::vector<std::int64_t> positions(const std::vector<RecordedEvent>& events) {
+    std::vector<std::int64_t> out;
+    for (const auto& e : events) {
+        out.push_back(e.global_position);
+    }
+    return out;
+}
+
+std::vector<RecordedEvent> read_everything(EventStore& store) {
+    std::vector<RecordedEvent> all;
+    for (;;) {
+        auto page = store.read_all(all.empty() ? 0 : all.back().global_position, 5000);
+        if (page.empty()) {
+            return all;
+        }
+        all.insert(all.end(), std::make_move_iterator(page.begin()),
+                   std::make_move_iterator(page.end()));
+    }
+}
+
+}  // namespace
+
+TEST_SUITE("event store conformance") {
+    TEST_CASE("append to a new stream assigns versions from 1 and positions from 1") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CHECK(store->head_position() == 0);
+        const auto before_us = now_us();
+        const auto result = must_append(
+            *store, {to("order-O-1", ExpectedVersion::no_stream(),
+                        {event("OrderPlaced"), event("OrderRouted", R"({"wh":"W-1"})")})});
+        CHECK(result.first_position == 1);
+        CHECK(result.last_position == 2);
+        CHECK(result.stream_versions == std::vector<std::int64_t>{2});
+        CHECK(store->head_position() == 2);
+
+        const auto events = store->read_stream("order-O-1");
+        REQUIRE(events.size() == 2);
+        CHECK(events[0].stream_version == 1);
+        CHECK(events[1].stream_version == 2);
+        CHECK(events[1].type == "OrderRouted");
+        CHECK(events[1].data == R"({"wh":"W-1"})");
+        CHECK(events[0].schema_version == 1);
+        CHECK(events[0].recorded_at_us >= before_us - 1'000'000);
+        CHECK(events[0].recorded_at_us <= now_us() + 1'000'000);
+        const auto metadata = EventMetadata::from_json(events[0].metadata);
+        CHECK(metadata.actor == "user-1");
+        CHECK(metadata.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+        CHECK(metadata.on_behalf_of.empty());
+    }
+
+    TEST_CASE("metadata round-trips every SPEC field, including characters that need escaping") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        NewEvent e = event("PartnerRegistered");
+        e.metadata = {"agent-7", "P-001", "trace\"1\\", "corr\n1", "cause-1", "idem-\u00e9"};
+        must_append(*store, {to("partner-P-001", ExpectedVersion::any(), {e})});
+        const auto stored = store->read_stream("partner-P-001");
+        REQUIRE(stored.size() == 1);
+        CHECK(EventMetadata::from_json(stored[0].metadata) == e.metadata);
+    }
+
+    TEST_CASE("expected versions: exact, no-stream and any") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        must_append(*store, {to("s-1", ExpectedVersion::no_stream(), {event("A")})});
+
+        SUBCASE("exact version that matches appends") {
+            const auto r =
+                must_append(*store, {to("s-1", ExpectedVersion::exact(1), {event("B")})});
+            CHECK(r.stream_versions == std::vector<std::int64_t>{2});
+        }
+        SUBCASE("exact version that does not match is a typed conflict and writes nothing") {
+            const auto r = store->append({to("s-1", ExpectedVersion::exact(5), {event("B")})});
+            REQUIRE_FALSE(r.ok());
+            CHECK(r.error().reason == AppendRejected::wrong_expected_version);
+            CHECK(r.error().stream_id == "s-1");
+            CHECK(r.error().expected == 5);
+            CHECK(r.error().actual == 1);
+            CHECK(store->head_position() == 1);
+        }
+        SUBCASE("no-stream on an existing stream conflicts") {
+            const auto r = store->append({to("s-1", ExpectedVersion::no_stream(), {event("B")})});
+            REQUIRE_FALSE(r.ok());
+            CHECK(r.error().reason == AppendRejected::wrong_expected_version);
+            CHECK(r.error().actual == 1);
+        }
+        SUBCASE("exact version on a missing stream conflicts with actual 0") {
+            const auto r = store->append({to("s-2", ExpectedVersion::exact(1), {event("B")})});
+            REQUIRE_FALSE(r.ok());
+            CHECK(r.error().actual == 0);
+        }
+        SUBCASE("any appends whatever the version") {
+            must_append(*store, {to("s-1", ExpectedVersion::any(), {event("B")})});
+            must_append(*store, {to("s-3", ExpectedVersion::any(), {event("C")})});
+            CHECK(store->read_stream("s-1").size() == 2);
+            CHECK(store->read_stream("s-3").size() == 1);
+        }
+    }
+
+    TEST_CASE("a multi-stream append is atomic: one conflicting stream writes nothing at all") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        must_append(*store, {to("partner-P-1", ExpectedVersion::no_stream(), {event("A")})});
+        const auto r =
+            store->append({to("order-O-1", ExpectedVersion::no_stream(), {event("Placed")}),
+                           to("partner-P-1", ExpectedVersion::exact(7), {event("Reserved")}),
+                           to("sku-S-1", ExpectedVersion::any(), {event("Reserved")})});
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().stream_id == "partner-P-1");
+        CHECK(store->read_stream("order-O-1").empty());
+        CHECK(store->read_stream("sku-S-1").empty());
+        CHECK(store->head_position() == 1);
+
+        const auto ok = must_append(
+            *store,
+            {to("order-O-1", ExpectedVersion::no_stream(), {event("Placed"), event("Routed")}),
+             to("partner-P-1", ExpectedVersion::exact(1), {event("Reserved")})});
+        CHECK(ok.first_position == 2);
+        CHECK(ok.last_position == 4);
+        CHECK(ok.stream_versions == std::vector<std::int64_t>{2, 2});
+        CHECK(positions(store->read_all(0, 100)) == std::vector<std::int64_t>{1, 2, 3, 4});
+    }
+
+    TEST_CASE("read_all pages in global order; read_stream honours from_version and max_count") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        for (int i = 0; i < 10; ++i) {
+            must_append(*store, {to(i % 2 == 0 ? "even" : "odd", ExpectedVersion::any(),
+                                    {event("E", fmt::format(R"({{"i":{}}})", i))})});
+        }
+        CHECK(positions(store->read_all(0, 3)) == std::vector<std::int64_t>{1, 2, 3});
+        CHECK(positions(store->read_all(3, 3)) == std::vector<std::int64_t>{4, 5, 6});
+        CHECK(positions(store->read_all(9, 100)) == std::vector<std::int64_t>{10});
+        CHECK(store->read_all(10, 100).empty());
+        const auto odd = store->read_stream("odd", 3, 2);
+        REQUIRE(odd.size() == 2);
+        CHECK(odd[0].stream_version == 3);
+        CHECK(odd[0].data == R"({"i":5})");
+        CHECK(odd[1].stream_version == 4);
+        CHECK(store->read_stream("missing").empty());
+    }
+
+    TEST_CASE("bad appends are typed rejections and write nothing") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        auto rejected = [&](std::vector<StreamAppend> streams) {
+            auto r = store->append(std::move(streams));
+            REQUIRE_FALSE(r.ok());
+            return r.error().reason;
+        };
+        CHECK(rejected({}) == AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {})}) == AppendRejected::invalid_event);
+        CHECK(rejected({to("", ExpectedVersion::any(), {event("A")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("A")}),
+                        to("s", ExpectedVersion::any(), {event("B")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("A", "not json")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("A", "[1,2]")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("A", R"({"a":1} trailing)")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("")})}) ==
+              AppendRejected::invalid_event);
+        const std::string big = R"({"blob":")" + std::string(1024 * 1024, 'x') + R"("})";
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("A"), event("Big", big)})}) ==
+              AppendRejected::payload_too_large);
+        CHECK(store->head_position() == 0);
+        // Just under the limit is accepted.
+        const std::string fits = R"({"blob":")" + std::string(1000 * 1000, 'x') + R"("})";
+        must_append(*store, {to("s", ExpectedVersion::any(), {event("Fits", fits)})});
+        CHECK(store->read_stream("s").at(0).data == fits);
+    }
+
+    TEST_CASE("the database refuses UPDATE, DELETE and TRUNCATE on the event log") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        must_append(*store, {to("s", ExpectedVersion::any(), {event("A")})});
+        const auto update = db.exec_raw("UPDATE oe_events SET type = 'Forged'");
+        REQUIRE(update.has_value());
+        CHECK(update->find("append-only") != std::string::npos);
+        const auto remove = db.exec_raw("DELETE FROM oe_events");
+        REQUIRE(remove.has_value());
+        CHECK(remove->find("append-only") != std::string::npos);
+        if (backend == oe::test::Backend::postgresql) {
+            const auto truncate = db.exec_raw("TRUNCATE oe_events");
+            REQUIRE(truncate.has_value());
+            CHECK(truncate->find("append-only") != std::string::npos);
+        }
+        CHECK(store->read_stream("s").at(0).type == "A");
+    }
+
+    TEST_CASE("projection checkpoint commits in the same transaction as the read model") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CHECK(store->load_checkpoint("credit") == 0);
+        store->commit_projection("credit", 5, [](SqlTx& tx) {
+            tx.exec("CREATE TABLE rm_credit (partner_id TEXT PRIMARY KEY, exposure_idr BIGINT)");
+            tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
+                    {std::string("P-1"), std::int64_t{1500}});
+        });
+        CHECK(store->load_checkpoint("credit") == 5);
+
+        SUBCASE(
+            "a failure while applying leaves both the read model and the checkpoint as they were") {
+            CHECK_THROWS_AS(
+                store->commit_projection("credit", 9,
+                                         [](SqlTx& tx) {
+                                             tx.exec(
+                                                 "UPDATE rm_credit SET exposure_idr = $1 "
+                                                 "WHERE partner_id = $2",
+                                                 {std::int64_t{99}, std::string("P-1")});
+                                             throw std::runtime_error("crash mid-batch");
+                                         }),
+                std::runtime_error);
+            CHECK(store->load_checkpoint("credit") == 5);
+            CHECK(db.query_raw("SELECT exposure_idr FROM rm_credit WHERE partner_id = 'P-1'") ==
+                  "1500");
+        }
+        SUBCASE("reads inside the transaction see its own writes, with NULLs as nothing") {
+            store->commit_projection("credit", 6, [](SqlTx& tx) {
+                tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
+                        {std::string("P-2"), nullptr});
+                const auto rows =
+                    tx.query("SELECT partner_id, exposure_idr FROM rm_credit ORDER BY partner_id");
+                REQUIRE(rows.size() == 2);
+                CHECK(rows[0][1] == std::optional<std::string>("1500"));
+                CHECK_FALSE(rows[1][1].has_value());
+            });
+            CHECK(store->load_checkpoint("credit") == 6);
+        }
+        SUBCASE("a checkpoint never moves backwards") {
+            CHECK_THROWS_AS(store->commit_projection("credit", 4, [](SqlTx&) {}),
+                            InvariantViolation);
+            CHECK(store->load_checkpoint("credit") == 5);
+        }
+    }
+
+    TEST_CASE("old event shapes are upcast on read and never rewritten") {
+        TestDatabase db(backend);
+        auto registry = std::make_shared<UpcasterRegistry>();
+        // v1 had "price" in whole thousands; v2 has "base_price" in rupiah; v3 adds "currency".
+        registry->add("ProductRegistered", 1, [](std::string_view data) {
+            const auto at = data.find("\"price\":");
+            const auto end = data.find('}', at);
+            const auto thousands = std::stoll(std::string(data.substr(at + 8, end - at - 8)));
+            return fmt::format(R"({{"base_price":{}}})", thousands * 1000);
+        });
+        registry->add("ProductRegistered", 2, [](std::string_view data) {
+            std::string out(data);
+            out.insert(out.size() - 1, R"(,"currency":"IDR")");
+            return out;
+        });
+        auto store = db.open(registry);
+        NewEvent old = event("ProductRegistered", R"({"price":125})");
+        old.schema_version = 1;
+        must_append(*store, {to("product-S-1", ExpectedVersion::any(), {old})});
+
+        const auto read = store->read_stream("product-S-1");
+        REQUIRE(read.size() == 1);
+        CHECK(read[0].schema_version == 3);
+        CHECK(read[0].data == R"({"base_price":125000,"currency":"IDR"})");
+        CHECK(store->read_all(0, 10).at(0).data == read[0].data);
+        // The stored row keeps its original shape.
+        CHECK(db.query_raw("SELECT schema_version FROM oe_events") == "1");
+
+        SUBCASE("a failing upcaster reports the event as corrupt, naming its position") {
+            auto breaking = std::make_shared<UpcasterRegistry>();
+            breaking->add("ProductRegistered", 1,
+                          [](std::string_view) -> std::string { throw std::runtime_error("bad"); });
+            auto strict = db.open(breaking);
+            try {
+                (void)strict->read_all(0, 10);
+                FAIL("expected CorruptEvent");
+            } catch (const CorruptEvent& e) {
+                CHECK(e.position() == 1);
+            }
+        }
+    }
+
+    TEST_CASE("migrations are idempotent and a schema newer than the binary is refused") {
+        TestDatabase db(backend);
+        CHECK(app::migrate(db.url()) >= 1);
+        CHECK(app::migrate(db.url()) >= 1);
+        // A later binary recorded a migration this one does not know.
+        const std::string future =
+            backend == oe::test::Backend::postgresql
+                ? "INSERT INTO oe_schema_migrations (version, name) VALUES (999, 'from the future')"
+                : "INSERT INTO oe_schema_migrations VALUES (999, 'from the future', 0)";
+        REQUIRE_FALSE(db.exec_raw(future).has_value());
+        CHECK_THROWS_AS((void)db.open(), SchemaTooNew);
+        CHECK_THROWS_AS(app::migrate(db.url()), SchemaTooNew);
+    }
+
+    TEST_CASE("an unmigrated database is refused with a hint to migrate") {
+        TestDatabase db(backend, /*run_migrations=*/false);
+        if (backend == oe::test::Backend::sqlite) {
+            db.exec_raw("CREATE TABLE placeholder (x INTEGER)");
+        }
+        try {
+            (void)db.open();
+            FAIL("expected StoreError");
+        } catch (const SchemaTooNew&) {
+            FAIL("not newer, older");
+        } catch (const StoreError& e) {
+            CHECK(std::string(e.what()).find("migrate") != std::string::npos);
+        }
+    }
+
+    TEST_CASE("recorded_at never goes backwards along the log") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        for (int i = 0; i < 50; ++i) {
+            must_append(*store, {to("s", ExpectedVersion::any(), {event("E")})});
+        }
+        const auto all = store->read_all(0, 100);
+        for (std::size_t i = 1; i < all.size(); ++i) {
+            CHECK(all[i].recorded_at_us >= all[i - 1].recorded_at_us);
+        }
+    }
+
+    TEST_CASE("concurrent optimistic writers on one stream never lose or duplicate a version") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        constexpr int threads = 8;
+        constexpr int appends_per_thread = 40;
+        std::atomic<int> conflicts{0};
+        std::vector<std::thread> workers;
+        for (int t = 0; t < threads; ++t) {
+            workers.emplace_back([&, t] {
+                for (int i = 0; i < appends_per_thread;) {
+                    const auto version =
+                        static_cast<std::int64_t>(store->read_stream("counter").size());
+                    auto expected = version == 0 ? ExpectedVersion::no_stream()
+                                                 : ExpectedVersion::exact(version);
+                    auto r = store->append(
+                        {to("counter", expected, {event("Inc", fmt::format(R"({{"t":{}}})", t))})});
+                    if (r.ok()) {
+                        ++i;
+                    } else {
+                        CHECK(r.error().reason == AppendRejected::wrong_expected_version);
+                        ++conflicts;
+                    }
+                }
+            });
+        }
+        for (auto& w : workers) {
+            w.join();
+        }
+        const auto events = store->read_stream("counter");
+        REQUIRE(events.size() == threads * appends_per_thread);
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            CHECK(events[i].stream_version == static_cast<std::int64_t>(i + 1));
+        }
+        MESSAGE("conflicts retried: " << conflicts.load());
+    }
+
+    TEST_CASE("group commit: a conflict in one append never fails its neighbours") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        constexpr int threads = 8;
+        constexpr int per_thread = 60;
+        std::atomic<int> ok{0};
+        std::atomic<int> conflicts{0};
+        std::vector<std::thread> workers;
+        for (int t = 0; t < threads; ++t) {
+            workers.emplace_back([&, t] {
+                for (int i = 0; i < per_thread; ++i) {
+                    const std::string stream = fmt::format("s-{}-{}", t, i);
+                    // Every third append is wrong on purpose: its stream does not exist yet.
+                    const bool wrong = i % 3 == 0;
+                    auto r = store->append({to(
+                        stream, wrong ? ExpectedVersion::exact(3) : ExpectedVersion::no_stream(),
+                        {event("A"), event("B")})});
+                    if (r.ok()) {
+                        CHECK(r.value().last_position == r.value().first_position + 1);
+                        ++ok;
+                    } else {
+                        ++conflicts;
+                    }
+                }
+            });
+        }
+        for (auto& w : workers) {
+            w.join();
+        }
+        CHECK(conflicts.load() == threads * per_thread / 3);
+        CHECK(ok.load() == threads * per_thread * 2 / 3);
+        const auto all = read_everything(*store);
+        REQUIRE(all.size() == static_cast<std::size_t>(ok.load() * 2));
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            CHECK(all[i].global_position == static_cast<std::int64_t>(i + 1));
+        }
+    }
+
+    TEST_CASE(
+        "a subscription catches up from its checkpoint, then follows commits of another process") {
+        TestDatabase db(backend);
+        auto writer = db.open();  // Stands for another instance of the program.
+        auto reader = db.open();
+        for (int i = 0; i < 25; ++i) {
+            must_append(*writer, {to("s", ExpectedVersion::any(), {event("E")})});
+        }
+        CatchUpSubscription subscription(*reader, /*after_position=*/10, /*batch_max=*/10);
+        CHECK(positions(subscription.next(std::chrono::milliseconds(0))).front() == 11);
+        CHECK(subscription.next(std::chrono::milliseconds(0)).size() == 5);
+        CHECK(subscription.position() == 25);
+        CHECK(subscription.next(std::chrono::milliseconds(50)).empty());
+
+        std::thread later([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            must_append(*writer, {to("s", ExpectedVersion::any(), {event("Late")})});
+        });
+        const auto started = std::chrono::steady_clock::now();
+        const auto live = subscription.next(std::chrono::seconds(10));
+        const auto waited = std::chrono::steady_clock::now() - started;
+        later.join();
+        REQUIRE(live.size() == 1);
+        CHECK(live[0].type == "Late");
+        CHECK(live[0].global_position == 26);
+        CHECK(waited < std::chrono::seconds(2));
+
+        SUBCASE("stop() wakes a waiting subscriber promptly") {
+            std::thread stopper([&] {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                subscription.stop();
+            });
+            const auto t0 = std::chrono::steady_clock::now();
+            CHECK(subscription.next(std::chrono::seconds(30)).empty());
+            stopper.join();
+            CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+        }
+    }
+
+    TEST_CASE("acknowledged appends survive the writer process being killed") {
+        TestDatabase db(backend);
+        int pipe_fds[2];
+        REQUIRE(::pipe(pipe_fds) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            // The child: four writers append and report every acknowledged position, then the
+            // process dies without any cleanup while appends are still in flight.
+            ::close(pipe_fds[0]);
+            auto store = db.open();
+            std::atomic<int> acked{0};
+            std::vector<std::thread> writers;
+            for (int t = 0; t < 4; ++t) {
+                writers.emplace_back([&, t] {
+                    for (int i = 0;; ++i) {
+                        auto r = store->append(
+                            {to(fmt::format("crash-{}", t), ExpectedVersion::any(), {event("E")})});
+                        if (r.ok()) {
+                            const std::int64_t position = r.value().last_position;
+                            if (::write(pipe_fds[1], &position, sizeof position) !=
+                                sizeof position) {
+                                ::_exit(3);
+                            }
+                            if (++acked == 400) {
+                                ::kill(::getpid(), SIGKILL);
+                            }
+                        }
+                    }
+                });
+            }
+            for (auto& w : writers) {
+                w.join();
+            }
+            ::_exit(0);
+        }
+        ::close(pipe_fds[1]);
+        std::set<std::int64_t> acknowledged;
+        std::int64_t position = 0;
+        while (::read(pipe_fds[0], &position, sizeof position) == sizeof position) {
+            acknowledged.insert(position);
+        }
+        ::close(pipe_fds[0]);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        CHECK(WIFSIGNALED(status));
+        REQUIRE(acknowledged.size() >= 400);
+
+        auto store = db.open();
+        std::set<std::int64_t> stored;
+        for (const auto& e : read_everything(*store)) {
+            stored.insert(e.global_position);
+        }
+        for (const auto p : acknowledged) {
+            REQUIRE_MESSAGE(stored.count(p) == 1, "acknowledged position " << p << " was lost");
+        }
+        // The log is still gap-free after the crash, and still appendable.
+        CHECK(static_cast<std::int64_t>(stored.size()) == *stored.rbegin());
+        must_append(*store, {to("after-crash", ExpectedVersion::no_stream(), {event("E")})});
+    }
+
+    TEST_CASE(
+        "gap-free global order: a tailing reader never skips an event (8 writers, 2 instances)") {
+        TestDatabase db(backend);
+        auto instance_a = db.open();
+        auto instance_b = db.open();
+        auto tail_store = db.open();
+        constexpr int writers = 8;
+        constexpr int appends_per_writer = 400;
+        std::atomic<bool> writing{true};
+
+        std::vector<RecordedEvent> tailed;
+        std::thread tailer([&] {
+            CatchUpSubscription subscription(*tail_store, 0, 500);
+            for (;;) {
+                const bool was_writing = writing.load();
+                auto batch = subscription.next(std::chrono::milliseconds(20));
+                tailed.insert(tailed.end(), batch.begin(), batch.end());
+                if (!was_writing && batch.empty()) {
+                    return;
+                }
+            }
+        });
+
+        std::vector<std::thread> threads;
+        for (int w = 0; w < writers; ++w) {
+            threads.emplace_back([&, w] {
+                EventStore& store = w % 2 == 0 ? *instance_a : *instance_b;
+                for (int i = 0; i < appends_per_writer; ++i) {
+                    // Mix single events, small batches and multi-stream appends.
+                    std::vector<StreamAppend> streams{
+                        to(fmt::format("w{}-{}", w, i % 7), ExpectedVersion::any(),
+                           std::vector<NewEvent>(static_cast<std::size_t>(1 + i % 3), event("E")))};
+                    if (i % 5 == 0) {
+                        streams.push_back(to(fmt::format("shared-{}", i % 3),
+                                             ExpectedVersion::any(), {event("S")}));
+                    }
+                    must_append(store, std::move(streams));
+                }
+            });
+        }
+
+#if defined(OE_TEST_BACKEND_POSTGRESQL)
+        // On PostgreSQL, also a long transaction and rolled-back transactions that call the append
+        // function directly, the way another program (or a crash) would leave them.
+        std::thread odd_transactions([&] {
+            const std::string input =
+                R"([{"s":[{"id":"long-tx","e":-1,"ev":[{"t":"Long","v":1,"d":{},"m":{}}]}]}])";
+            for (int round = 0; round < 5; ++round) {
+                CHECK_FALSE(db.exec_raw("BEGIN; SELECT oe_append_batch('" + input +
+                                        "'); SELECT pg_sleep(0.15); COMMIT;")
+                                .has_value());
+                CHECK_FALSE(db.exec_raw("BEGIN; SELECT oe_append_batch('" + input +
+                                        "'); SELECT pg_sleep(0.05); ROLLBACK;")
+                                .has_value());
+            }
+        });
+        odd_transactions.join();
+#endif
+
+        for (auto& t : threads) {
+            t.join();
+        }
+        writing.store(false);
+        tailer.join();
+
+        const auto full = read_everything(*tail_store);
+        REQUIRE(full.size() >= writers * appends_per_writer);
+        REQUIRE(tailed.size() == full.size());
+        for (std::size_t i = 0; i < full.size(); ++i) {
+            REQUIRE(tailed[i] == full[i]);
+            REQUIRE(full[i].global_position == static_cast<std::int64_t>(i + 1));
+        }
+        MESSAGE("tailed " << tailed.size() << " events without a gap");
+    }
+
+}  // TEST_SUITE
