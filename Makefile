@@ -8,7 +8,7 @@ PORT        ?= 8080
 
 ORDERENGINE := $(BUILD)/src/app/orderengine
 # The tests that also run under AddressSanitizer + UndefinedBehaviorSanitizer.
-ASAN_TARGETS := kernel_test event_store_sqlite_test event_store_pg_test event_store_roles_pg_test
+ASAN_TARGETS := kernel_test event_store_sqlite_test event_store_pg_test event_store_postgres_pg_test
 
 .PHONY: all bootstrap build run test test-fast asan-build lint bench format clean
 

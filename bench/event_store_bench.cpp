@@ -54,6 +54,8 @@ oe::NewEvent make_event() {
 /// `writers` threads append `events_per_append` events per call for `seconds`; returns events.
 std::int64_t run_appends(oe::EventStore& store, int writers, int events_per_append, double seconds,
                          double& elapsed) {
+    static std::atomic<int> runs{0};
+    const int run = ++runs;
     std::atomic<std::int64_t> events{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> threads;
@@ -63,9 +65,9 @@ std::int64_t run_appends(oe::EventStore& store, int writers, int events_per_appe
             std::vector<oe::NewEvent> batch(static_cast<std::size_t>(events_per_append),
                                             make_event());
             for (std::int64_t i = 0; !stop.load(); ++i) {
-                auto result = store.append(
-                    {oe::StreamAppend{fmt::format("order-b{}-{}-{}", events_per_append, w, i),
-                                      oe::ExpectedVersion::no_stream(), batch}});
+                auto result =
+                    store.append({oe::StreamAppend{fmt::format("order-r{}-w{}-{}", run, w, i),
+                                                   oe::ExpectedVersion::no_stream(), batch}});
                 if (!result.ok()) {
                     std::cerr << "append rejected: " << result.error().message << "\n";
                     std::exit(1);

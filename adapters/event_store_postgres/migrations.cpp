@@ -16,7 +16,6 @@ CREATE TABLE oe_events (
     recorded_at     timestamptz NOT NULL,
     UNIQUE (stream_id, stream_version)
 );
-CREATE INDEX oe_events_recorded_at ON oe_events (recorded_at);
 
 CREATE FUNCTION oe_refuse_event_mutation() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -35,71 +34,106 @@ CREATE TABLE oe_checkpoints (
     updated_at timestamptz NOT NULL
 );
 
--- Appends a batch of appends in the caller's transaction. Input:
---   [{"s":[{"id":stream,"e":expected,"ev":[{"t":type,"v":schema_version,"d":data,"m":metadata}]}]}]
--- where expected is -1 (any), 0 (no stream) or N. Output, one entry per append, in order:
---   {"ok":true,"first":N,"last":M,"versions":[...]} or
---   {"ok":false,"stream":id,"expected":E,"actual":A} (that append wrote nothing).
+-- Appends a batch of appends in the caller's transaction. The batch comes as parallel arrays
+-- (no JSON to re-parse per event): append a owns stream slots up to p_append_slot_end[a]
+-- (exclusive, 1-based), slot s owns events up to p_slot_event_end[s] (and p_event_slot names
+-- each event's slot); p_expected[s] is -1 (any),
+-- 0 (no stream) or N. One row per append, in order: ok with first/last position and the new
+-- version of each of its streams, or not ok with the conflicting stream and its actual version
+-- (that append wrote nothing; the others are unaffected).
 -- The transaction-level advisory lock makes positions follow commit order: it is released
--- only after the transaction is visible, so a reader that sees position N sees all below N.
-CREATE FUNCTION oe_append_batch(p_batch json) RETURNS json LANGUAGE plpgsql AS $fn$
+-- only after the transaction is visible, so a reader that sees position N sees all below N
+-- (docs/design/gap-free-global-order.md).
+CREATE FUNCTION oe_append_batch(
+    p_append_slot_end int[], p_slot_event_end int[], p_stream_id text[], p_expected bigint[],
+    p_event_slot int[], p_type text[], p_schema_version int[], p_data json[],
+    p_metadata json[])
+RETURNS TABLE (ok boolean, first_position bigint, last_position bigint, versions bigint[],
+               conflict_stream text, expected bigint, actual bigint)
+-- Runs as the schema owner: the application role may append only through this function, so
+-- every writer takes the lock below.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
 DECLARE
-    v_head      bigint;
-    v_last_at   timestamptz;
-    v_now       timestamptz;
-    v_append    json;
-    v_stream    json;
-    v_actual    bigint;
-    v_expected  bigint;
-    v_versions  bigint[];
-    v_results   json[] := ARRAY[]::json[];
-    v_conflict  json;
-    v_first     bigint;
-    v_count     bigint;
-    v_i         integer;
+    v_head        bigint;
+    v_last_at     timestamptz;
+    v_now         timestamptz;
+    v_appends     int := COALESCE(array_length(p_append_slot_end, 1), 0);
+    v_slot_start  int[];     -- Per slot: index of its first event.
+    v_slot_base   bigint[];  -- Per slot: the stream's version before the append.
+    v_slot_pos    bigint[];  -- Per slot: position before its first event; NULL when rejected.
+    v_seen        jsonb := '{}';  -- Streams written earlier in this batch -> their new version.
+    v_ok          boolean[];
+    v_first       bigint[];
+    v_last        bigint[];
+    v_versions    text[];
+    v_cstream     text[];
+    v_cexpected   bigint[];
+    v_cactual     bigint[];
+    v_slot        int := 1;
+    v_slot_end    int;
+    v_actual      bigint;
+    v_conflict    int;
+    v_count       bigint;
+    v_append_head bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(7236051342785921001);
-    SELECT global_position, recorded_at INTO v_head, v_last_at
-        FROM oe_events ORDER BY global_position DESC LIMIT 1;
+    SELECT e.global_position, e.recorded_at INTO v_head, v_last_at
+        FROM oe_events e ORDER BY e.global_position DESC LIMIT 1;
     v_head := COALESCE(v_head, 0);
     -- Time never goes backwards along the log, so an as-of instant maps to a prefix of it.
     v_now := GREATEST(clock_timestamp(), COALESCE(v_last_at, '-infinity'::timestamptz));
-    FOR v_append IN SELECT value FROM json_array_elements(p_batch) LOOP
+    FOR a IN 1 .. v_appends LOOP
+        v_slot_end := p_append_slot_end[a];
         v_conflict := NULL;
-        v_versions := ARRAY[]::bigint[];
-        FOR v_stream IN SELECT value FROM json_array_elements(v_append->'s') LOOP
-            SELECT COALESCE(MAX(stream_version), 0) INTO v_actual
-                FROM oe_events WHERE stream_id = v_stream->>'id';
-            v_expected := (v_stream->>'e')::bigint;
-            IF v_expected <> -1 AND v_expected <> v_actual THEN
-                v_conflict := json_build_object('ok', false, 'stream', v_stream->>'id',
-                                                'expected', v_expected, 'actual', v_actual);
+        FOR s IN v_slot .. v_slot_end - 1 LOOP
+            v_actual := (v_seen ->> p_stream_id[s])::bigint;
+            IF v_actual IS NULL THEN
+                SELECT COALESCE(MAX(e.stream_version), 0) INTO v_actual
+                    FROM oe_events e WHERE e.stream_id = p_stream_id[s];
+            END IF;
+            IF p_expected[s] <> -1 AND p_expected[s] <> v_actual THEN
+                v_conflict := s;
                 EXIT;
             END IF;
-            v_versions := v_versions || v_actual;
+            v_slot_base[s] := v_actual;
         END LOOP;
         IF v_conflict IS NOT NULL THEN
-            v_results := v_results || v_conflict;
-            CONTINUE;
+            v_ok[a] := false;
+            v_cstream[a] := p_stream_id[v_conflict];
+            v_cexpected[a] := p_expected[v_conflict];
+            v_cactual[a] := v_actual;
+        ELSE
+            v_append_head := v_head;
+            v_versions[a] := '';
+            FOR s IN v_slot .. v_slot_end - 1 LOOP
+                v_slot_start[s] := CASE WHEN s = 1 THEN 1 ELSE p_slot_event_end[s - 1] END;
+                v_count := p_slot_event_end[s] - v_slot_start[s];
+                v_slot_pos[s] := v_head;
+                v_head := v_head + v_count;
+                v_seen := v_seen || jsonb_build_object(p_stream_id[s], v_slot_base[s] + v_count);
+                v_versions[a] := v_versions[a] || CASE WHEN s = v_slot THEN '' ELSE ',' END
+                                 || (v_slot_base[s] + v_count)::text;
+            END LOOP;
+            v_ok[a] := true;
+            v_first[a] := v_append_head + 1;
+            v_last[a] := v_head;
         END IF;
-        v_first := v_head + 1;
-        v_i := 0;
-        FOR v_stream IN SELECT value FROM json_array_elements(v_append->'s') LOOP
-            v_i := v_i + 1;
-            INSERT INTO oe_events (global_position, stream_id, stream_version, type,
-                                   schema_version, data, metadata, recorded_at)
-            SELECT v_head + e.n, v_stream->>'id', v_versions[v_i] + e.n, e.value->>'t',
-                   (e.value->>'v')::integer, e.value->'d', e.value->'m', v_now
-              FROM json_array_elements(v_stream->'ev') WITH ORDINALITY AS e(value, n);
-            GET DIAGNOSTICS v_count = ROW_COUNT;
-            v_head := v_head + v_count;
-            v_versions[v_i] := v_versions[v_i] + v_count;
-        END LOOP;
-        v_results := v_results || json_build_object('ok', true, 'first', v_first, 'last', v_head,
-                                                    'versions', to_json(v_versions));
+        v_slot := v_slot_end;
     END LOOP;
+    -- One insert for every accepted append of the batch. Event i of slot s gets position
+    -- pos[s] + (i - start[s] + 1) and version base[s] + (i - start[s] + 1).
+    INSERT INTO oe_events (global_position, stream_id, stream_version, type, schema_version,
+                           data, metadata, recorded_at)
+    SELECT v_slot_pos[u.slot] + (u.n - v_slot_start[u.slot] + 1), p_stream_id[u.slot],
+           v_slot_base[u.slot] + (u.n - v_slot_start[u.slot] + 1), u.t, u.v, u.d, u.m, v_now
+      FROM unnest(p_event_slot, p_type, p_schema_version, p_data, p_metadata)
+           WITH ORDINALITY AS u(slot, t, v, d, m, n)
+     WHERE v_slot_pos[u.slot] IS NOT NULL;
     PERFORM pg_notify('oe_events', v_head::text);
-    RETURN to_json(v_results);
+    RETURN QUERY
+        SELECT v_ok[a], v_first[a], v_last[a], ('{' || v_versions[a] || '}')::bigint[],
+               v_cstream[a], v_cexpected[a], v_cactual[a]
+          FROM generate_series(1, v_appends) a ORDER BY a;
 END
 $fn$;
 )sql"},

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -11,13 +12,11 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <boost/json/parse.hpp>
-#include <boost/json/value.hpp>
 #include <pqxx/pqxx>
 
 #include <oe/kernel/group_commit.hpp>
+#include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
-#include <oe/kernel/json_text.hpp>
 #include <oe/kernel/time.hpp>
 
 #include "migrations.hpp"
@@ -32,8 +31,8 @@ constexpr const char* select_columns =
     "SELECT global_position, stream_id, stream_version, type, schema_version, data, metadata, "
     "recorded_at FROM oe_events ";
 
-/// Throws InvalidDatabaseUrl unless libpq can parse the URL.
-void check_url(const std::string& url) {
+/// The URL's parameters as libpq parsed them; throws InvalidDatabaseUrl when it cannot.
+std::vector<std::pair<std::string, std::string>> parse_conninfo(const std::string& url) {
     char* error = nullptr;
     PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
     if (options == nullptr) {
@@ -44,7 +43,57 @@ void check_url(const std::string& url) {
         }
         throw InvalidDatabaseUrl(fmt::format("invalid PostgreSQL URL: {}", message));
     }
+    std::vector<std::pair<std::string, std::string>> parsed;
+    for (auto* option = options; option->keyword != nullptr; ++option) {
+        if (option->val != nullptr) {
+            parsed.emplace_back(option->keyword, option->val);
+        }
+    }
     PQconninfoFree(options);
+    return parsed;
+}
+
+std::string quote_conninfo_value(std::string_view value) {
+    std::string out = "'";
+    for (const char c : value) {
+        if (c == '\'' || c == '\\') {
+            out.push_back('\\');
+        }
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
+/// The connection string the store really uses: the caller's URL plus what the store's
+/// guarantees depend on, sent at connection start-up so it also holds after a reconnect:
+/// UTC/ISO timestamps (recorded_at is parsed from text), READ COMMITTED (each statement of the
+/// append function must see the previous committer, docs/design/gap-free-global-order.md),
+/// synchronous commit (an acknowledged append is durable), and a connect timeout.
+std::string store_conninfo(const std::string& url) {
+    auto parsed = parse_conninfo(url);
+    std::string options =
+        "-c TimeZone=UTC -c DateStyle=ISO -c default_transaction_isolation=read\\ committed "
+        "-c synchronous_commit=on";
+    bool has_timeout = false;
+    bool has_name = false;
+    std::string conninfo;
+    for (auto& [key, value] : parsed) {
+        if (key == "options") {
+            options = value + " " + options;  // Ours come last, so they win.
+            continue;
+        }
+        has_timeout = has_timeout || key == "connect_timeout";
+        has_name = has_name || key == "application_name";
+        conninfo += key + "=" + quote_conninfo_value(value) + " ";
+    }
+    if (!has_timeout) {
+        conninfo += "connect_timeout=10 ";
+    }
+    if (!has_name) {
+        conninfo += "application_name=orderengine ";
+    }
+    return conninfo + "options=" + quote_conninfo_value(options);
 }
 
 std::string first_line(const std::string& text) {
@@ -53,26 +102,14 @@ std::string first_line(const std::string& text) {
 }
 
 std::unique_ptr<pqxx::connection> connect(const std::string& url) {
-    check_url(url);
+    const std::string conninfo = store_conninfo(url);
     try {
-        auto conn = std::make_unique<pqxx::connection>(url);
-        pqxx::nontransaction setup(*conn);
-        setup.exec(
-            "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; "
-            "SET application_name = 'orderengine'");
-        return conn;
+        return std::make_unique<pqxx::connection>(conninfo);
     } catch (const pqxx::broken_connection& e) {
         throw StoreError(fmt::format("cannot connect to PostgreSQL: {}", first_line(e.what())));
-    } catch (const pqxx::sql_error& e) {
+    } catch (const std::exception& e) {
         throw StoreError(fmt::format("PostgreSQL: {}", first_line(e.what())));
     }
-}
-
-int current_version(pqxx::transaction_base& tx) {
-    tx.exec(
-        "CREATE TABLE IF NOT EXISTS oe_schema_migrations (version integer PRIMARY KEY, "
-        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-    return tx.exec1("SELECT COALESCE(MAX(version), 0) FROM oe_schema_migrations")[0].as<int>();
 }
 
 int read_version(pqxx::connection& conn) {
@@ -169,38 +206,102 @@ class PgTx final : public SqlTx {
     pqxx::work& tx_;
 };
 
-/// Serialises a batch into the oe_append_batch input (see migrations.cpp).
-std::string batch_json(const std::vector<PendingAppend*>& batch) {
-    std::string out;
-    out.reserve(256 * batch.size());
-    out.push_back('[');
-    for (std::size_t a = 0; a < batch.size(); ++a) {
-        out += a == 0 ? "{\"s\":[" : ",{\"s\":[";
-        const auto& streams = batch[a]->streams;
-        for (std::size_t s = 0; s < streams.size(); ++s) {
-            out += s == 0 ? "{\"id\":" : ",{\"id\":";
-            append_json_string(out, streams[s].stream_id);
-            out += ",\"e\":";
-            out += std::to_string(streams[s].expected.encoded());
-            out += ",\"ev\":[";
-            for (std::size_t e = 0; e < streams[s].events.size(); ++e) {
-                const auto& event = streams[s].events[e];
-                out += e == 0 ? "{\"t\":" : ",{\"t\":";
-                append_json_string(out, event.type);
-                out += ",\"v\":";
-                out += std::to_string(event.schema_version);
-                out += ",\"d\":";
-                out += event.data;
-                out += ",\"m\":";
-                out += event.metadata.to_json();
-                out.push_back('}');
+/// Builds a PostgreSQL array literal element by element (text format, every element quoted).
+class ArrayLiteral {
+  public:
+    void add(std::string_view value) {
+        text_.push_back(text_.empty() ? '{' : ',');
+        text_.push_back('"');
+        for (const char c : value) {
+            if (c == '"' || c == '\\') {
+                text_.push_back('\\');
             }
-            out += "]}";
+            text_.push_back(c);
         }
-        out += "]}";
+        text_.push_back('"');
     }
-    out.push_back(']');
-    return out;
+    void add(std::int64_t value) {
+        text_.push_back(text_.empty() ? '{' : ',');
+        text_ += std::to_string(value);
+    }
+    [[nodiscard]] std::string finish() {
+        if (text_.empty()) {
+            return "{}";
+        }
+        text_.push_back('}');
+        return std::move(text_);
+    }
+
+  private:
+    std::string text_;
+};
+
+/// The oe_append_batch arguments for a batch: parallel arrays, see migrations.cpp.
+struct BatchArguments {
+    std::string append_slot_end, slot_event_end, stream_id, expected, event_slot, type,
+        schema_version, data, metadata;
+};
+
+BatchArguments batch_arguments(const std::vector<PendingAppend*>& batch) {
+    ArrayLiteral append_slot_end, slot_event_end, stream_id, expected, event_slot, type,
+        schema_version, data, metadata;
+    std::int64_t slot = 1;
+    std::int64_t event = 1;
+    for (const PendingAppend* pending : batch) {
+        for (const auto& stream : pending->streams) {
+            stream_id.add(stream.stream_id);
+            expected.add(stream.expected.encoded());
+            for (const auto& e : stream.events) {
+                event_slot.add(slot);
+                type.add(e.type);
+                schema_version.add(static_cast<std::int64_t>(e.schema_version));
+                data.add(e.data);
+                metadata.add(e.metadata.to_json());
+                ++event;
+            }
+            slot_event_end.add(event);
+            ++slot;
+        }
+        append_slot_end.add(slot);
+    }
+    return {append_slot_end.finish(), slot_event_end.finish(), stream_id.finish(),
+            expected.finish(),        event_slot.finish(),     type.finish(),
+            schema_version.finish(),  data.finish(),           metadata.finish()};
+}
+
+/// Parses a bigint[] in PostgreSQL's text output form, e.g. "{2,17}".
+std::vector<std::int64_t> parse_bigint_array(std::string_view text) {
+    std::vector<std::int64_t> values;
+    if (text.size() < 2 || text.front() != '{' || text.back() != '}') {
+        throw StoreError(fmt::format("PostgreSQL returned a malformed array '{}'", text));
+    }
+    text = text.substr(1, text.size() - 2);
+    while (!text.empty()) {
+        const auto comma = text.find(',');
+        const auto item = text.substr(0, comma);
+        std::int64_t value = 0;
+        const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+        if (ec != std::errc{} || ptr != item.data() + item.size()) {
+            throw StoreError(fmt::format("PostgreSQL returned a malformed array item '{}'", item));
+        }
+        values.push_back(value);
+        text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    }
+    return values;
+}
+
+/// Maps a libpqxx failure to the store's typed errors. Anything libpqxx throws is a
+/// pqxx::failure or a std::logic_error (usage, conversion); none may escape as itself.
+[[noreturn]] void rethrow_as_store_error(const std::exception& e, std::string_view doing) {
+    if (dynamic_cast<const StoreError*>(&e) != nullptr ||
+        dynamic_cast<const InvariantViolation*>(&e) != nullptr) {
+        throw;
+    }
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+        throw StoreError(
+            fmt::format("PostgreSQL connection lost while {}: {}", doing, first_line(e.what())));
+    }
+    throw StoreError(fmt::format("PostgreSQL failed while {}: {}", doing, first_line(e.what())));
 }
 
 class PostgresEventStore final : public EventStore {
@@ -210,21 +311,27 @@ class PostgresEventStore final : public EventStore {
           committer_([this](std::vector<PendingAppend*>& batch) { commit_batch(batch); },
                      options.batch_events_max) {
         auto conn = connect(options_.url);
-        const int version = read_version(*conn);
-        if (version > latest_schema_version()) {
-            throw SchemaTooNew(fmt::format(
-                "database schema is version {}, this binary understands up to {}; upgrade the "
-                "binary",
-                version, latest_schema_version()));
+        try {
+            const int version = read_version(*conn);
+            if (version > latest_schema_version()) {
+                throw SchemaTooNew(fmt::format(
+                    "database schema is version {}, this binary understands up to {}; upgrade "
+                    "the binary",
+                    version, latest_schema_version()));
+            }
+            if (version < latest_schema_version()) {
+                throw StoreError(fmt::format(
+                    "database schema is version {}, this binary needs {}; run 'orderengine "
+                    "migrate'",
+                    version, latest_schema_version()));
+            }
+            prepare_reader(*conn);
+        } catch (const std::exception& e) {
+            rethrow_as_store_error(e, "opening the store");
         }
-        if (version < latest_schema_version()) {
-            throw StoreError(fmt::format(
-                "database schema is version {}, this binary needs {}; run 'orderengine migrate'",
-                version, latest_schema_version()));
-        }
-        prepare_reader(*conn);
+        ++connections_;
         give_back(std::move(conn));
-        head_.store(head_position());
+        (void)head_position();
     }
 
     ~PostgresEventStore() override {
@@ -246,7 +353,7 @@ class PostgresEventStore final : public EventStore {
 
     std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
                                            std::size_t max_count) override {
-        return with_reader([&](pqxx::connection& conn) {
+        return with_reader("reading a stream", [&](pqxx::connection& conn) {
             pqxx::nontransaction tx(conn);
             return collect(tx.exec_prepared("read_stream", std::string(stream_id), from_version,
                                             clamp_limit(max_count)));
@@ -255,82 +362,89 @@ class PostgresEventStore final : public EventStore {
 
     std::vector<RecordedEvent> read_all(std::int64_t after_position,
                                         std::size_t max_count) override {
-        return with_reader([&](pqxx::connection& conn) {
+        return with_reader("reading the log", [&](pqxx::connection& conn) {
             pqxx::nontransaction tx(conn);
             return collect(tx.exec_prepared("read_all", after_position, clamp_limit(max_count)));
         });
     }
 
     std::int64_t head_position() override {
-        const auto head = with_reader([](pqxx::connection& conn) {
+        const auto head = with_reader("reading the head", [](pqxx::connection& conn) {
             pqxx::nontransaction tx(conn);
             return tx.exec_prepared1("head")[0].as<std::int64_t>();
         });
-        raise_head(head);
+        signal_.reset(head);
         return head;
     }
 
-    bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout) override {
+    bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout,
+                         const std::atomic<bool>* cancel) override {
         std::call_once(listener_started_,
                        [this] { listener_ = std::thread([this] { listen(); }); });
         const auto deadline = std::chrono::steady_clock::now() + timeout;
-        std::unique_lock lock(signal_mutex_);
-        const std::uint64_t interrupts = interrupts_;
         for (;;) {
-            if (head_.load() > after_position) {
+            // NOTIFY is the fast path; the poll covers a listener that is reconnecting.
+            const auto slice =
+                std::min(deadline, std::chrono::steady_clock::now() + options_.poll_interval);
+            if (signal_.wait(after_position, slice, cancel)) {
                 return true;
             }
-            if (interrupts_ != interrupts) {
+            if ((cancel != nullptr && cancel->load()) ||
+                std::chrono::steady_clock::now() >= deadline) {
                 return false;
             }
-            const auto now = std::chrono::steady_clock::now();
-            if (now >= deadline) {
-                return false;
-            }
-            const auto slice = std::min<std::chrono::steady_clock::duration>(
-                deadline - now, options_.poll_interval);
-            if (signal_.wait_for(lock, slice) == std::cv_status::timeout) {
-                // NOTIFY is the fast path; a poll covers a listener that is reconnecting.
-                lock.unlock();
-                const std::int64_t head = head_position();
-                lock.lock();
-                (void)head;
+            if (head_position() > after_position) {
+                return true;
             }
         }
     }
 
-    void interrupt_waiters() override {
-        std::lock_guard lock(signal_mutex_);
-        ++interrupts_;
-        signal_.notify_all();
-    }
+    void interrupt_waiters() override { signal_.interrupt(); }
 
     std::int64_t load_checkpoint(std::string_view projection) override {
-        return with_reader([&](pqxx::connection& conn) {
+        return with_reader("loading a checkpoint", [&](pqxx::connection& conn) {
             pqxx::nontransaction tx(conn);
             const auto result = tx.exec_prepared("checkpoint", std::string(projection));
             return result.empty() ? std::int64_t{0} : result[0][0].as<std::int64_t>();
         });
     }
 
-    void commit_projection(std::string_view projection, std::int64_t position,
+    void commit_projection(std::string_view projection, std::int64_t from_position,
+                           std::int64_t to_position,
                            const std::function<void(SqlTx&)>& apply) override {
-        with_reader([&](pqxx::connection& conn) {
+        OE_INVARIANT(to_position >= from_position, "a projection checkpoint never moves back");
+        with_reader("committing a projection", [&](pqxx::connection& conn) {
             pqxx::work tx(conn);
-            const auto stored = tx.exec_params(
-                "SELECT position FROM oe_checkpoints WHERE projection = $1 "
-                "FOR UPDATE",
+            // The row exists (a concurrent first commit waits here for the other's outcome),
+            // then is locked, so two instances can never apply the same batch.
+            tx.exec_params(
+                "INSERT INTO oe_checkpoints (projection, position, updated_at) "
+                "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
                 std::string(projection));
-            OE_INVARIANT(stored.empty() || stored[0][0].as<std::int64_t>() <= position,
-                         "a projection checkpoint may not move backwards");
+            const auto stored =
+                tx.exec_params1(
+                      "SELECT position FROM oe_checkpoints WHERE projection = $1 FOR UPDATE",
+                      std::string(projection))[0]
+                    .as<std::int64_t>();
+            if (stored != from_position) {
+                throw CheckpointConflict(
+                    fmt::format("projection '{}' is at {}, not at {} where this batch starts",
+                                projection, stored, from_position));
+            }
             PgTx sql(tx);
             apply(sql);
             tx.exec_params(
-                "INSERT INTO oe_checkpoints (projection, position, updated_at) "
-                "VALUES ($1, $2, now()) ON CONFLICT (projection) DO UPDATE SET "
-                "position = excluded.position, updated_at = excluded.updated_at",
-                std::string(projection), position);
-            tx.commit();
+                "UPDATE oe_checkpoints SET position = $2, updated_at = now() "
+                "WHERE projection = $1",
+                std::string(projection), to_position);
+            try {
+                tx.commit();
+            } catch (const pqxx::in_doubt_error& e) {
+                throw StoreError(fmt::format(
+                    "PostgreSQL connection lost during the commit of projection '{}'; reload "
+                    "its checkpoint to see whether the batch landed: {}",
+                    projection, first_line(e.what())));
+            }
             return 0;
         });
     }
@@ -355,43 +469,56 @@ class PostgresEventStore final : public EventStore {
         conn.prepare("checkpoint", "SELECT position FROM oe_checkpoints WHERE projection = $1");
     }
 
+    /// A pooled connection; at most readers_max exist at once (callers wait for one).
     std::unique_ptr<pqxx::connection> take_reader() {
-        {
-            std::lock_guard lock(readers_mutex_);
-            if (!readers_.empty()) {
-                auto conn = std::move(readers_.back());
-                readers_.pop_back();
-                return conn;
-            }
+        std::unique_lock lock(readers_mutex_);
+        readers_free_.wait(
+            lock, [&] { return !readers_.empty() || connections_ < options_.readers_max; });
+        if (!readers_.empty()) {
+            auto conn = std::move(readers_.back());
+            readers_.pop_back();
+            return conn;
         }
-        auto conn = connect(options_.url);
-        prepare_reader(*conn);
-        return conn;
+        ++connections_;
+        lock.unlock();
+        try {
+            auto conn = connect(options_.url);
+            prepare_reader(*conn);
+            return conn;
+        } catch (...) {
+            lock.lock();
+            --connections_;
+            readers_free_.notify_one();
+            throw;
+        }
     }
 
     void give_back(std::unique_ptr<pqxx::connection> conn) {
         std::lock_guard lock(readers_mutex_);
-        if (readers_.size() < options_.readers_max && conn->is_open()) {
+        if (conn && conn->is_open()) {
             readers_.push_back(std::move(conn));
+        } else {
+            --connections_;
         }
+        readers_free_.notify_one();
     }
 
-    /// Runs `fn` on a pooled connection; database failures become StoreError, and a broken
-    /// connection is dropped instead of returned to the pool.
+    /// Runs `fn` on a pooled connection. Every database failure becomes a StoreError; a
+    /// connection that broke, or that a failure may have left mid-transaction, is dropped.
     template <typename Fn>
-    std::invoke_result_t<Fn&, pqxx::connection&> with_reader(Fn&& fn) {
+    std::invoke_result_t<Fn&, pqxx::connection&> with_reader(std::string_view doing, Fn&& fn) {
         auto conn = take_reader();
         try {
             auto result = fn(*conn);
             give_back(std::move(conn));
             return result;
-        } catch (const pqxx::broken_connection& e) {
-            throw StoreError(fmt::format("PostgreSQL connection lost: {}", first_line(e.what())));
-        } catch (const pqxx::sql_error& e) {
-            give_back(std::move(conn));
-            throw StoreError(fmt::format("PostgreSQL: {}", first_line(e.what())));
+        } catch (const std::exception& e) {
+            const bool healthy = dynamic_cast<const pqxx::broken_connection*>(&e) == nullptr &&
+                                 dynamic_cast<const pqxx::in_doubt_error*>(&e) == nullptr;
+            give_back(healthy ? std::move(conn) : nullptr);
+            rethrow_as_store_error(e, doing);
         } catch (...) {
-            give_back(std::move(conn));
+            give_back(nullptr);
             throw;
         }
     }
@@ -405,72 +532,71 @@ class PostgresEventStore final : public EventStore {
         return events;
     }
 
-    void raise_head(std::int64_t head) {
-        if (head <= head_.load()) {
-            return;
-        }
-        std::lock_guard lock(signal_mutex_);
-        if (head > head_.load()) {
-            head_.store(head);
-            signal_.notify_all();
-        }
-    }
-
     // Runs on the group-commit leader's thread; one leader at a time owns writer_.
     void commit_batch(std::vector<PendingAppend*>& batch) {
-        const std::string input = batch_json(batch);
-        std::string output;
+        const BatchArguments args = batch_arguments(batch);
+        pqxx::result rows;
+        bool sent = false;
         try {
             if (!writer_ || !writer_->is_open()) {
                 writer_ = connect(options_.url);
-                writer_->prepare("append", "SELECT oe_append_batch($1::json)");
+                writer_->prepare("append",
+                                 "SELECT ok, first_position, last_position, versions, "
+                                 "conflict_stream, expected, actual FROM oe_append_batch("
+                                 "$1::int[], $2::int[], $3::text[], $4::bigint[], $5::int[], "
+                                 "$6::text[], $7::int[], $8::json[], $9::json[])");
             }
             // One statement in autocommit: one round trip and one WAL flush for the batch.
             pqxx::nontransaction tx(*writer_);
-            const auto row = tx.exec_prepared1("append", input);
-            output.assign(row[0].c_str(), row[0].size());
-        } catch (const pqxx::in_doubt_error& e) {
-            writer_.reset();
-            throw StoreError(fmt::format(
-                "PostgreSQL connection lost during commit; the append may or may not have been "
-                "written (retry with the same expected version to find out): {}",
-                first_line(e.what())));
+            sent = true;
+            rows = tx.exec_prepared("append", args.append_slot_end, args.slot_event_end,
+                                    args.stream_id, args.expected, args.event_slot, args.type,
+                                    args.schema_version, args.data, args.metadata);
         } catch (const pqxx::broken_connection& e) {
             writer_.reset();
-            throw StoreError(fmt::format(
-                "PostgreSQL connection lost during append; the append may or may not have been "
-                "written (retry with the same expected version to find out): {}",
-                first_line(e.what())));
-        } catch (const pqxx::sql_error& e) {
-            throw StoreError(fmt::format("PostgreSQL append failed: {}", first_line(e.what())));
-        }
-        const auto results = boost::json::parse(output).as_array();
-        OE_INVARIANT(results.size() == batch.size(), "oe_append_batch returned a wrong count");
-        std::int64_t head = 0;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            const auto& entry = results[i].as_object();
-            if (entry.at("ok").as_bool()) {
-                AppendResult result;
-                result.first_position = entry.at("first").to_number<std::int64_t>();
-                result.last_position = entry.at("last").to_number<std::int64_t>();
-                for (const auto& version : entry.at("versions").as_array()) {
-                    result.stream_versions.push_back(version.to_number<std::int64_t>());
-                }
-                head = std::max(head, result.last_position);
-                batch[i]->result.emplace(std::move(result));
-            } else {
-                AppendError error;
-                error.reason = AppendRejected::wrong_expected_version;
-                error.stream_id = std::string(entry.at("stream").as_string());
-                error.expected = entry.at("expected").to_number<std::int64_t>();
-                error.actual = entry.at("actual").to_number<std::int64_t>();
-                error.message =
-                    fmt::format("stream '{}' is at version {}, expected {}", error.stream_id,
-                                error.actual, ExpectedVersion::exact(error.expected).describe());
-                batch[i]->result.emplace(std::move(error));
+            if (!sent) {
+                throw StoreError(fmt::format("cannot reach PostgreSQL: {}", first_line(e.what())));
             }
+            throw AppendOutcomeUnknown(fmt::format(
+                "PostgreSQL connection lost during an append; it may or may not have been "
+                "written (read the stream or retry with an exact expected version): {}",
+                first_line(e.what())));
+        } catch (const std::exception& e) {
+            rethrow_as_store_error(e, "appending");
         }
-        raise_head(head);
+        if (rows.size() != batch.size()) {
+            throw AppendOutcomeUnknown(fmt::format(
+                "oe_append_batch answered {} rows for {} appends", rows.size(), batch.size()));
+        }
+        std::int64_t head = 0;
+        try {
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                const auto& row = rows[static_cast<pqxx::result::size_type>(i)];
+                if (row[0].as<bool>()) {
+                    AppendResult result;
+                    result.first_position = row[1].as<std::int64_t>();
+                    result.last_position = row[2].as<std::int64_t>();
+                    result.stream_versions = parse_bigint_array(row[3].c_str());
+                    head = std::max(head, result.last_position);
+                    batch[i]->result.emplace(std::move(result));
+                } else {
+                    AppendError error;
+                    error.reason = AppendRejected::wrong_expected_version;
+                    error.stream_id = row[4].c_str();
+                    error.expected = row[5].as<std::int64_t>();
+                    error.actual = row[6].as<std::int64_t>();
+                    error.message = fmt::format("stream '{}' is at version {}, expected {}",
+                                                error.stream_id, error.actual,
+                                                ExpectedVersion::exact(error.expected).describe());
+                    batch[i]->result.emplace(std::move(error));
+                }
+            }
+        } catch (const std::exception& e) {
+            // The batch committed; only our reading of the answer failed.
+            throw AppendOutcomeUnknown(
+                fmt::format("cannot read oe_append_batch's answer: {}", first_line(e.what())));
+        }
+        signal_.raise(head);
     }
 
     class Receiver final : public pqxx::notification_receiver {
@@ -478,10 +604,12 @@ class PostgresEventStore final : public EventStore {
         Receiver(pqxx::connection& conn, PostgresEventStore& store)
             : pqxx::notification_receiver(conn, notify_channel), store_(store) {}
         void operator()(const std::string& payload, int) override {
-            try {
-                store_.raise_head(std::stoll(payload));
-            } catch (const std::exception&) {
-                // Not ours (someone else used the channel): the poll still covers us.
+            std::int64_t head = 0;
+            const auto [ptr, ec] =
+                std::from_chars(payload.data(), payload.data() + payload.size(), head);
+            if (ec == std::errc{} && ptr == payload.data() + payload.size()) {
+                // A hint only: a forged value is corrected by the next head_position().
+                store_.signal_.raise(head);
             }
         }
 
@@ -494,7 +622,7 @@ class PostgresEventStore final : public EventStore {
             try {
                 auto conn = connect(options_.url);
                 Receiver receiver(*conn, *this);
-                head_position();  // Whatever committed while we were not listening.
+                (void)head_position();  // Whatever committed while we were not listening.
                 while (!stopping_.load()) {
                     conn->await_notification(0, 200'000);
                 }
@@ -511,11 +639,10 @@ class PostgresEventStore final : public EventStore {
     GroupCommitter committer_;
     std::unique_ptr<pqxx::connection> writer_;
     std::mutex readers_mutex_;
+    std::condition_variable readers_free_;
     std::vector<std::unique_ptr<pqxx::connection>> readers_;
-    std::mutex signal_mutex_;
-    std::condition_variable signal_;
-    std::atomic<std::int64_t> head_{0};
-    std::uint64_t interrupts_ = 0;
+    std::size_t connections_ = 0;  // Pooled connections in existence (idle or lent out).
+    HeadSignal signal_;
     std::once_flag listener_started_;
     std::thread listener_;
     std::atomic<bool> stopping_{false};
@@ -528,22 +655,59 @@ int latest_schema_version() {
 }
 
 std::string url_user(const std::string& url) {
-    check_url(url);
-    char* error = nullptr;
-    PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
-    std::string user;
-    for (auto* option = options; option != nullptr && option->keyword != nullptr; ++option) {
-        if (std::string_view(option->keyword) == "user" && option->val != nullptr) {
-            user = option->val;
+    for (const auto& [key, value] : parse_conninfo(url)) {
+        if (key == "user") {
+            return value;
         }
     }
-    PQconninfoFree(options);
-    return user;
+    return {};
 }
+
+namespace {
+
+void grant_application_role(pqxx::work& tx, const std::string& app_role) {
+    const std::string role = tx.quote_name(app_role);
+    // Read models (and tables later migrations add) are the application's to change. The event
+    // log is not: the application may read it and append only through oe_append_batch (which
+    // runs as the owner), so no INSERT, UPDATE, DELETE or TRUNCATE on it, and nothing on the
+    // migration record but reading it.
+    tx.exec(fmt::format(
+        "GRANT USAGE ON SCHEMA public TO {0}; "
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {0}; "
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {0}; "
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {0}; "
+        "REVOKE ALL ON oe_events FROM {0}; "
+        "GRANT SELECT ON oe_events TO {0}; "
+        "REVOKE ALL ON oe_schema_migrations FROM {0}; "
+        "GRANT SELECT ON oe_schema_migrations TO {0}; "
+        "GRANT EXECUTE ON FUNCTION oe_append_batch(int[], int[], text[], bigint[], int[], "
+        "text[], int[], json[], json[]) TO {0}",
+        role));
+}
+
+}  // namespace
 
 int migrate(const std::string& owner_url, const std::optional<std::string>& app_role) {
     auto conn = connect(owner_url);
     try {
+        // Nothing to do (the common case at start-up, also for a role that may not create
+        // tables): answer without writing anything.
+        const int found = read_version(*conn);
+        if (found > latest_schema_version()) {
+            throw SchemaTooNew(
+                fmt::format("database schema is version {}, this binary understands up to {}",
+                            found, latest_schema_version()));
+        }
+        std::string current_user;
+        {
+            pqxx::nontransaction q(*conn);
+            current_user = q.exec1("SELECT current_user")[0].c_str();
+        }
+        const bool grant = app_role && !app_role->empty() && *app_role != current_user;
+        if (found == latest_schema_version() && !grant) {
+            return found;
+        }
         {
             pqxx::nontransaction lock(*conn);
             lock.exec(fmt::format("SELECT pg_advisory_lock({})", migration_lock_key));
@@ -551,7 +715,11 @@ int migrate(const std::string& owner_url, const std::optional<std::string>& app_
         int version = 0;
         {
             pqxx::work tx(*conn);
-            version = current_version(tx);
+            tx.exec(
+                "CREATE TABLE IF NOT EXISTS oe_schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+            version =
+                tx.exec1("SELECT COALESCE(MAX(version), 0) FROM oe_schema_migrations")[0].as<int>();
             tx.commit();
         }
         if (version > latest_schema_version()) {
@@ -569,32 +737,16 @@ int migrate(const std::string& owner_url, const std::optional<std::string>& app_
                            migration.version, std::string(migration.name));
             tx.commit();
         }
-        if (app_role && !app_role->empty()) {
+        if (grant) {
             pqxx::work tx(*conn);
-            const std::string role = tx.quote_name(*app_role);
-            // Read models (and tables later migrations add) are the application's to change;
-            // the event log and the migration record are not.
-            tx.exec(fmt::format(
-                "GRANT USAGE ON SCHEMA public TO {0}; "
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {0}; "
-                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {0}; "
-                "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {0}; "
-                "REVOKE ALL ON oe_events FROM {0}; "
-                "GRANT SELECT, INSERT ON oe_events TO {0}; "
-                "REVOKE ALL ON oe_schema_migrations FROM {0}; "
-                "GRANT SELECT ON oe_schema_migrations TO {0}; "
-                "GRANT EXECUTE ON FUNCTION oe_append_batch(json) TO {0}",
-                role));
+            grant_application_role(tx, *app_role);
             tx.commit();
         }
         // Closing the connection would release the lock too; unlocking says so explicitly.
         pqxx::nontransaction unlock(*conn);
         unlock.exec(fmt::format("SELECT pg_advisory_unlock({})", migration_lock_key));
-    } catch (const pqxx::broken_connection& e) {
-        throw StoreError(fmt::format("PostgreSQL connection lost: {}", first_line(e.what())));
-    } catch (const pqxx::sql_error& e) {
-        throw StoreError(fmt::format("migration failed: {}", first_line(e.what())));
+    } catch (const std::exception& e) {
+        rethrow_as_store_error(e, "migrating");
     }
     return latest_schema_version();
 }

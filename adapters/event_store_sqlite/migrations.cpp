@@ -17,7 +17,6 @@ CREATE TABLE oe_events (
     recorded_at_us  INTEGER NOT NULL,
     UNIQUE (stream_id, stream_version)
 );
-CREATE INDEX oe_events_recorded_at ON oe_events (recorded_at_us);
 CREATE TRIGGER oe_events_no_update BEFORE UPDATE ON oe_events
 BEGIN SELECT RAISE(ABORT, 'oe_events is append-only: UPDATE refused'); END;
 CREATE TRIGGER oe_events_no_delete BEFORE DELETE ON oe_events

@@ -17,9 +17,18 @@ namespace {
 }  // namespace
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    const char* tail = nullptr;
     if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                           &stmt_, nullptr) != SQLITE_OK) {
+                           &stmt_, &tail) != SQLITE_OK) {
         fail(db, fmt::format("prepare '{}'", sql.substr(0, 80)));
+    }
+    // One statement per call, as on PostgreSQL: a second one would silently never run.
+    for (const char* c = tail; c != nullptr && c < sql.data() + sql.size(); ++c) {
+        if (*c != ' ' && *c != '\n' && *c != '\t' && *c != '\r' && *c != ';') {
+            sqlite3_finalize(stmt_);
+            throw StoreError(
+                fmt::format("sqlite: more than one statement in '{}'", sql.substr(0, 80)));
+        }
     }
 }
 
@@ -83,8 +92,9 @@ int Statement::column_count() const {
     return sqlite3_column_count(stmt_);
 }
 
-Database::Database(const std::string& path) {
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+Database::Database(const std::string& path, bool create) {
+    const int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);

@@ -41,7 +41,8 @@ class Statement {
 
 class Database {
   public:
-    explicit Database(const std::string& path);
+    /// Opens an existing file (create = false) or creates it when missing.
+    explicit Database(const std::string& path, bool create = false);
     ~Database();
     Database(const Database&) = delete;
     Database& operator=(const Database&) = delete;

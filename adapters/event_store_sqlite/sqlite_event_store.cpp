@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <oe/kernel/group_commit.hpp>
+#include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
 #include <oe/kernel/time.hpp>
 
@@ -34,10 +35,15 @@ void configure(Database& db, std::chrono::milliseconds busy_timeout) {
     db.exec("PRAGMA foreign_keys = ON");
 }
 
+/// The schema version recorded in the file (0 when it has none), without writing anything.
 int current_version(Database& db) {
-    db.exec(
-        "CREATE TABLE IF NOT EXISTS oe_schema_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)");
+    Statement exists(db.handle(),
+                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                     "name = 'oe_schema_migrations'");
+    exists.step();
+    if (exists.column_int64(0) == 0) {
+        return 0;
+    }
     Statement query(db.handle(), "SELECT COALESCE(MAX(version), 0) FROM oe_schema_migrations");
     query.step();
     return static_cast<int>(query.column_int64(0));
@@ -159,7 +165,7 @@ class SqliteEventStore final : public EventStore {
                 "database schema is version {}, this binary needs {}; run 'orderengine migrate'",
                 version, latest_schema_version()));
         }
-        head_.store(query_head());
+        signal_.reset(query_head());
     }
 
     Result<AppendResult, AppendError> append(std::vector<StreamAppend> streams) override {
@@ -194,42 +200,31 @@ class SqliteEventStore final : public EventStore {
 
     std::int64_t head_position() override {
         const std::int64_t head = query_head();
-        raise_head(head);
+        signal_.reset(head);
         return head;
     }
 
-    bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout) override {
+    bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout,
+                         const std::atomic<bool>* cancel) override {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
-        std::unique_lock lock(signal_mutex_);
-        const std::uint64_t interrupts = interrupts_;
         for (;;) {
-            if (head_.load() > after_position) {
+            // Our own writer signals at once; another process's commit is seen at the next poll.
+            const auto slice =
+                std::min(deadline, std::chrono::steady_clock::now() + options_.poll_interval);
+            if (signal_.wait(after_position, slice, cancel)) {
                 return true;
             }
-            if (interrupts_ != interrupts) {
+            if ((cancel != nullptr && cancel->load()) ||
+                std::chrono::steady_clock::now() >= deadline) {
                 return false;
             }
-            const auto now = std::chrono::steady_clock::now();
-            if (now >= deadline) {
-                return false;
-            }
-            // Our own writer signals at once; another process's commit is seen at the next poll.
-            signal_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
-                                       deadline - now, options_.poll_interval));
-            lock.unlock();
-            const std::int64_t head = query_head();
-            lock.lock();
-            if (head > head_.load()) {
-                head_.store(head);
+            if (head_position() > after_position) {
+                return true;
             }
         }
     }
 
-    void interrupt_waiters() override {
-        std::lock_guard lock(signal_mutex_);
-        ++interrupts_;
-        signal_.notify_all();
-    }
+    void interrupt_waiters() override { signal_.interrupt(); }
 
     std::int64_t load_checkpoint(std::string_view projection) override {
         auto reader = lease();
@@ -239,9 +234,13 @@ class SqliteEventStore final : public EventStore {
         return query->step() ? query->column_int64(0) : 0;
     }
 
-    void commit_projection(std::string_view projection, std::int64_t position,
+    void commit_projection(std::string_view projection, std::int64_t from_position,
+                           std::int64_t to_position,
                            const std::function<void(SqlTx&)>& apply) override {
-        std::lock_guard lock(projector_mutex_);
+        OE_INVARIANT(to_position >= from_position, "a projection checkpoint never moves back");
+        // One write transaction at a time in this process; the busy timeout only ever waits for
+        // other processes.
+        std::lock_guard write(write_mutex_);
         projector_.exec("BEGIN IMMEDIATE");
         try {
             std::int64_t stored = 0;
@@ -253,7 +252,11 @@ class SqliteEventStore final : public EventStore {
                     stored = query->column_int64(0);
                 }
             }
-            OE_INVARIANT(position >= stored, "a projection checkpoint may not move backwards");
+            if (stored != from_position) {
+                throw CheckpointConflict(
+                    fmt::format("projection '{}' is at {}, not at {} where this batch starts",
+                                projection, stored, from_position));
+            }
             SqliteTx tx(projector_);
             apply(tx);
             StatementUse upsert(projector_.cached(
@@ -261,7 +264,7 @@ class SqliteEventStore final : public EventStore {
                 "VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE SET "
                 "position = excluded.position, updated_at_us = excluded.updated_at_us"));
             upsert->bind(1, projection);
-            upsert->bind(2, position);
+            upsert->bind(2, to_position);
             upsert->bind(3, now_us());
             upsert->step();
             projector_.exec("COMMIT");
@@ -334,14 +337,6 @@ class SqliteEventStore final : public EventStore {
         return query->column_int64(0);
     }
 
-    void raise_head(std::int64_t head) {
-        std::lock_guard lock(signal_mutex_);
-        if (head > head_.load()) {
-            head_.store(head);
-            signal_.notify_all();
-        }
-    }
-
     static void rollback(Database& db) {
         try {
             db.exec("ROLLBACK");
@@ -353,6 +348,7 @@ class SqliteEventStore final : public EventStore {
     // Runs on the group-commit leader's thread; the committer guarantees one leader at a time,
     // so writer_ is used by one thread at once.
     void commit_batch(std::vector<PendingAppend*>& batch) {
+        std::lock_guard write(write_mutex_);
         writer_.exec("BEGIN IMMEDIATE");
         std::int64_t head = 0;
         try {
@@ -376,7 +372,7 @@ class SqliteEventStore final : public EventStore {
             rollback(writer_);
             throw;
         }
-        raise_head(head);
+        signal_.raise(head);
     }
 
     std::int64_t stream_version(std::string_view stream_id) {
@@ -434,14 +430,11 @@ class SqliteEventStore final : public EventStore {
     SqliteOptions options_;
     Database writer_;
     Database projector_;
-    std::mutex projector_mutex_;
     GroupCommitter committer_;
     std::mutex readers_mutex_;
     std::vector<std::unique_ptr<Reader>> readers_;
-    std::mutex signal_mutex_;
-    std::condition_variable signal_;
-    std::atomic<std::int64_t> head_{0};
-    std::uint64_t interrupts_ = 0;
+    std::mutex write_mutex_;
+    HeadSignal signal_;
 };
 
 }  // namespace
@@ -452,13 +445,25 @@ int latest_schema_version() {
 
 int migrate(const std::string& path) {
     ensure_parent_directory(path);
-    Database db(path);
+    Database db(path, /*create=*/true);
     sqlite3_busy_timeout(db.handle(), 10'000);
     // WAL lets readers run beside the one writer; the setting is stored in the file.
-    db.exec("PRAGMA journal_mode = WAL");
+    {
+        Statement journal(db.handle(), "PRAGMA journal_mode = WAL");
+        journal.step();
+        if (journal.column_text(0) != "wal") {
+            throw StoreError(fmt::format(
+                "sqlite: '{}' cannot use write-ahead logging (journal_mode is {}); put the "
+                "database on a local filesystem",
+                path, journal.column_text(0)));
+        }
+    }
     db.exec("PRAGMA synchronous = FULL");
     db.exec("BEGIN IMMEDIATE");
     try {
+        db.exec(
+            "CREATE TABLE IF NOT EXISTS oe_schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)");
         const int version = current_version(db);
         if (version > latest_schema_version()) {
             throw SchemaTooNew(

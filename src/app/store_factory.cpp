@@ -22,8 +22,12 @@ DatabaseUrl parse_database_url(const std::string& url) {
         (void)postgres::url_user(url);  // Throws InvalidDatabaseUrl when libpq cannot parse it.
         return {Backend::postgresql, url};
     }
-    throw InvalidDatabaseUrl(
-        fmt::format("invalid DATABASE_URL '{}': expected sqlite://<path> or postgresql://…", url));
+    // Never echo the URL itself: it may carry a password.
+    const auto scheme_end = url.find("://");
+    throw InvalidDatabaseUrl(fmt::format(
+        "invalid DATABASE_URL: expected sqlite://<path> or postgresql://… (got {})",
+        scheme_end == std::string::npos ? std::string("no scheme")
+                                        : "scheme '" + url.substr(0, scheme_end) + "'"));
 }
 
 int migrate(const std::string& url, const std::optional<std::string>& migration_url) {

@@ -145,7 +145,7 @@ class Session : public std::enable_shared_from_this<Session> {
         Response app_response;
         try {
             app_response = server_.handler(app_request);
-        } catch (const std::exception&) {
+        } catch (...) {
             app_response.status = 500;
             app_response.body = error_body("internal", "internal error");
         }
@@ -209,6 +209,8 @@ void Server::Impl::do_accept() {
             if (ec == net::error::operation_aborted || !acceptor.is_open()) {
                 return;
             }
+            // Out of file descriptors or similar: back off instead of spinning on accept.
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
         } else if (connections.fetch_add(1) >= options.connections_max) {
             connections.fetch_sub(1);
             beast::error_code ignored;

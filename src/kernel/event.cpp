@@ -78,6 +78,67 @@ std::string ExpectedVersion::describe() const {
     return fmt::format("version {}", value_);
 }
 
+namespace {
+
+/// Identifiers and metadata are printable UTF-8: no control characters (NUL included), no
+/// malformed sequences. Both backends then store and return them byte for byte.
+bool is_clean_text(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7F) {
+            return false;
+        }
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t length = 0;
+        std::uint32_t code = 0;
+        if ((c & 0xE0) == 0xC0) {
+            length = 2;
+            code = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            length = 3;
+            code = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            length = 4;
+            code = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + length > text.size()) {
+            return false;
+        }
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto next = static_cast<unsigned char>(text[i + k]);
+            if ((next & 0xC0) != 0x80) {
+                return false;
+            }
+            code = (code << 6) | (next & 0x3F);
+        }
+        const bool overlong = (length == 2 && code < 0x80) || (length == 3 && code < 0x800) ||
+                              (length == 4 && code < 0x10000);
+        if (overlong || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+            return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
+bool clean_metadata(const EventMetadata& m) {
+    for (const std::string* field : {&m.actor, &m.on_behalf_of, &m.trace_id, &m.correlation_id,
+                                     &m.causation_id, &m.idempotency_key}) {
+        if (field->size() > limits::metadata_field_bytes_max || !is_clean_text(*field)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 std::optional<AppendError> validate_append(const std::vector<StreamAppend>& streams) {
     auto invalid = [](std::string stream_id, std::string message) {
         AppendError error;
@@ -91,9 +152,11 @@ std::optional<AppendError> validate_append(const std::vector<StreamAppend>& stre
     }
     std::set<std::string_view> seen;
     std::size_t total_events = 0;
+    std::size_t total_bytes = 0;
     for (const auto& stream : streams) {
-        if (stream.stream_id.empty() || stream.stream_id.size() > limits::stream_id_bytes_max) {
-            return invalid(stream.stream_id, "stream id must be 1..255 bytes");
+        if (stream.stream_id.empty() || stream.stream_id.size() > limits::stream_id_bytes_max ||
+            !is_clean_text(stream.stream_id)) {
+            return invalid(stream.stream_id, "stream id must be 1..255 bytes of printable UTF-8");
         }
         if (!seen.insert(stream.stream_id).second) {
             return invalid(stream.stream_id, "a stream may appear only once in an append");
@@ -106,13 +169,20 @@ std::optional<AppendError> validate_append(const std::vector<StreamAppend>& stre
         }
         total_events += stream.events.size();
         for (const auto& event : stream.events) {
-            if (event.type.empty() || event.type.size() > limits::event_type_bytes_max) {
-                return invalid(stream.stream_id, "event type must be 1..128 bytes");
+            if (event.type.empty() || event.type.size() > limits::event_type_bytes_max ||
+                !is_clean_text(event.type)) {
+                return invalid(stream.stream_id,
+                               "event type must be 1..128 bytes of printable UTF-8");
+            }
+            if (!clean_metadata(event.metadata)) {
+                return invalid(stream.stream_id,
+                               "metadata fields must be at most 255 bytes of printable UTF-8");
             }
             if (event.schema_version < 1) {
                 return invalid(stream.stream_id, "schema_version must be >= 1");
             }
             const std::size_t payload = event.data.size() + event.metadata.to_json().size();
+            total_bytes += payload;
             if (payload > limits::event_payload_bytes_max) {
                 AppendError error;
                 error.reason = AppendRejected::payload_too_large;
@@ -126,6 +196,13 @@ std::optional<AppendError> validate_append(const std::vector<StreamAppend>& stre
                                fmt::format("data of event {} is not a JSON object", event.type));
             }
         }
+    }
+    if (total_bytes > limits::append_bytes_max) {
+        AppendError error;
+        error.reason = AppendRejected::payload_too_large;
+        error.message = fmt::format("an append holds at most {} bytes; this one has {}",
+                                    limits::append_bytes_max, total_bytes);
+        return error;
     }
     if (total_events > limits::append_events_max) {
         return invalid({},

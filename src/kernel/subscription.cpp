@@ -10,6 +10,7 @@ CatchUpSubscription::CatchUpSubscription(EventStore& store, std::int64_t after_p
 
 std::vector<RecordedEvent> CatchUpSubscription::next(std::chrono::milliseconds wait) {
     const auto deadline = std::chrono::steady_clock::now() + wait;
+    bool claimed_news = false;
     for (;;) {
         if (stopped_.load()) {
             return {};
@@ -19,12 +20,18 @@ std::vector<RecordedEvent> CatchUpSubscription::next(std::chrono::milliseconds w
             position_ = events.back().global_position;
             return events;
         }
+        if (claimed_news) {
+            // The head hint claimed news that is not there (a forged notification, a restored
+            // database): re-read the real head so the next wait does not spin.
+            (void)store_.head_position();
+        }
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline) {
             return {};
         }
-        store_.wait_for_events(
-            position_, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+        claimed_news = store_.wait_for_events(
+            position_, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+            &stopped_);
     }
 }
 

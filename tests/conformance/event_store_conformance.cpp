@@ -53,6 +53,13 @@ AppendResult must_append(EventStore& store, std::vector<StreamAppend> streams) {
     return std::move(result).value();
 }
 
+/// For worker threads, where a REQUIRE's exception would escape the thread.
+bool append_in_thread(EventStore& store, std::vector<StreamAppend> streams) {
+    auto result = store.append(std::move(streams));
+    CHECK_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+    return result.ok();
+}
+
 std::vector<std::int64_t> positions(const std::vector<RecordedEvent>& events) {
     std::vector<std::int64_t> out;
     for (const auto& e : events) {
@@ -108,7 +115,7 @@ TEST_SUITE("event store conformance") {
         TestDatabase db(backend);
         auto store = db.open();
         NewEvent e = event("PartnerRegistered");
-        e.metadata = {"agent-7", "P-001", "trace\"1\\", "corr\n1", "cause-1", "idem-\u00e9"};
+        e.metadata = {"agent-7", "P-001", "trace\"1\\", "corr\\1\"x", "cause-1", "idem-\u00e9"};
         must_append(*store, {to("partner-P-001", ExpectedVersion::any(), {e})});
         const auto stored = store->read_stream("partner-P-001");
         REQUIRE(stored.size() == 1);
@@ -222,7 +229,35 @@ TEST_SUITE("event store conformance") {
         const std::string big = R"({"blob":")" + std::string(1024 * 1024, 'x') + R"("})";
         CHECK(rejected({to("s", ExpectedVersion::any(), {event("A"), event("Big", big)})}) ==
               AppendRejected::payload_too_large);
+        auto with_metadata = [](std::string actor) {
+            NewEvent e = event("A");
+            e.metadata.actor = std::move(actor);
+            return e;
+        };
+        CHECK(rejected({to(std::string("s\0x", 3), ExpectedVersion::any(), {event("A")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {event("Bad\nType")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s\xff", ExpectedVersion::any(), {event("A")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {with_metadata("agent\x01")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {with_metadata("\xc0\xaf")})}) ==
+              AppendRejected::invalid_event);
+        CHECK(rejected({to("s", ExpectedVersion::any(), {with_metadata(std::string(256, 'a'))})}) ==
+              AppendRejected::invalid_event);
+        // 20 events of 900 KB each: every event fits, the append does not.
+        const std::string large = R"({"blob":")" + std::string(900 * 1000, 'x') + R"("})";
+        CHECK(rejected({to("s", ExpectedVersion::any(),
+                           std::vector<NewEvent>(20, event("Large", large)))}) ==
+              AppendRejected::payload_too_large);
         CHECK(store->head_position() == 0);
+        // Well-formed Unicode is stored and returned byte for byte.
+        must_append(*store, {to("partner-\xc3\xa9", ExpectedVersion::any(),
+                                {with_metadata("\xe2\x82\xac")})});
+        CHECK(
+            EventMetadata::from_json(store->read_stream("partner-\xc3\xa9").at(0).metadata).actor ==
+            "\xe2\x82\xac");
         // Just under the limit is accepted.
         const std::string fits = R"({"blob":")" + std::string(1000 * 1000, 'x') + R"("})";
         must_append(*store, {to("s", ExpectedVersion::any(), {event("Fits", fits)})});
@@ -251,7 +286,7 @@ TEST_SUITE("event store conformance") {
         TestDatabase db(backend);
         auto store = db.open();
         CHECK(store->load_checkpoint("credit") == 0);
-        store->commit_projection("credit", 5, [](SqlTx& tx) {
+        store->commit_projection("credit", 0, 5, [](SqlTx& tx) {
             tx.exec("CREATE TABLE rm_credit (partner_id TEXT PRIMARY KEY, exposure_idr BIGINT)");
             tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
                     {std::string("P-1"), std::int64_t{1500}});
@@ -261,7 +296,7 @@ TEST_SUITE("event store conformance") {
         SUBCASE(
             "a failure while applying leaves both the read model and the checkpoint as they were") {
             CHECK_THROWS_AS(
-                store->commit_projection("credit", 9,
+                store->commit_projection("credit", 5, 9,
                                          [](SqlTx& tx) {
                                              tx.exec(
                                                  "UPDATE rm_credit SET exposure_idr = $1 "
@@ -275,7 +310,7 @@ TEST_SUITE("event store conformance") {
                   "1500");
         }
         SUBCASE("reads inside the transaction see its own writes, with NULLs as nothing") {
-            store->commit_projection("credit", 6, [](SqlTx& tx) {
+            store->commit_projection("credit", 5, 6, [](SqlTx& tx) {
                 tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
                         {std::string("P-2"), nullptr});
                 const auto rows =
@@ -286,11 +321,56 @@ TEST_SUITE("event store conformance") {
             });
             CHECK(store->load_checkpoint("credit") == 6);
         }
+        SUBCASE(
+            "a batch that does not start at the stored checkpoint is refused and applies nothing") {
+            int applied = 0;
+            // Another instance (or an in-doubt retry) already applied 5..9; this one must not.
+            store->commit_projection("credit", 5, 9, [&](SqlTx&) { ++applied; });
+            CHECK_THROWS_AS(store->commit_projection("credit", 5, 9, [&](SqlTx&) { ++applied; }),
+                            CheckpointConflict);
+            CHECK_THROWS_AS(store->commit_projection("credit", 4, 12, [&](SqlTx&) { ++applied; }),
+                            CheckpointConflict);
+            CHECK(applied == 1);
+            CHECK(store->load_checkpoint("credit") == 9);
+            CHECK_THROWS_AS(store->commit_projection("brand-new", 3, 4, [](SqlTx&) {}),
+                            CheckpointConflict);
+            CHECK(store->load_checkpoint("brand-new") == 0);
+        }
         SUBCASE("a checkpoint never moves backwards") {
-            CHECK_THROWS_AS(store->commit_projection("credit", 4, [](SqlTx&) {}),
+            CHECK_THROWS_AS(store->commit_projection("credit", 5, 4, [](SqlTx&) {}),
                             InvariantViolation);
             CHECK(store->load_checkpoint("credit") == 5);
         }
+        SUBCASE("one statement per call, as on both backends") {
+            CHECK_THROWS_AS(
+                store->commit_projection(
+                    "credit", 5, 6,
+                    [](SqlTx& tx) { tx.exec("DELETE FROM rm_credit; DELETE FROM rm_credit"); }),
+                StoreError);
+            CHECK(db.query_raw("SELECT COUNT(*) FROM rm_credit") == "1");
+        }
+    }
+
+    TEST_CASE("concurrent first commits of a new projection: exactly one applies the batch") {
+        TestDatabase db(backend);
+        auto a = db.open();
+        auto b = db.open();
+        std::atomic<int> applied{0};
+        std::atomic<int> refused{0};
+        auto run = [&](EventStore& store) {
+            try {
+                store.commit_projection("race", 0, 10, [&](SqlTx&) { ++applied; });
+            } catch (const CheckpointConflict&) {
+                ++refused;
+            }
+        };
+        std::thread t1([&] { run(*a); });
+        std::thread t2([&] { run(*b); });
+        t1.join();
+        t2.join();
+        CHECK(a->load_checkpoint("race") == 10);
+        CHECK(applied.load() == 1);
+        CHECK(refused.load() == 1);
     }
 
     TEST_CASE("old event shapes are upcast on read and never rewritten") {
@@ -466,7 +546,7 @@ TEST_SUITE("event store conformance") {
 
         std::thread later([&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            must_append(*writer, {to("s", ExpectedVersion::any(), {event("Late")})});
+            append_in_thread(*writer, {to("s", ExpectedVersion::any(), {event("Late")})});
         });
         const auto started = std::chrono::steady_clock::now();
         const auto live = subscription.next(std::chrono::seconds(10));
@@ -586,7 +666,7 @@ TEST_SUITE("event store conformance") {
                         streams.push_back(to(fmt::format("shared-{}", i % 3),
                                              ExpectedVersion::any(), {event("S")}));
                     }
-                    must_append(store, std::move(streams));
+                    append_in_thread(store, std::move(streams));
                 }
             });
         }
@@ -595,14 +675,14 @@ TEST_SUITE("event store conformance") {
         // On PostgreSQL, also a long transaction and rolled-back transactions that call the append
         // function directly, the way another program (or a crash) would leave them.
         std::thread odd_transactions([&] {
-            const std::string input =
-                R"([{"s":[{"id":"long-tx","e":-1,"ev":[{"t":"Long","v":1,"d":{},"m":{}}]}]}])";
+            const std::string append =
+                "SELECT * FROM oe_append_batch(ARRAY[2], ARRAY[2], ARRAY['long-tx'], "
+                "ARRAY[-1]::bigint[], ARRAY[1], ARRAY['Long'], ARRAY[1], ARRAY['{}']::json[], "
+                "ARRAY['{}']::json[]);";
             for (int round = 0; round < 5; ++round) {
-                CHECK_FALSE(db.exec_raw("BEGIN; SELECT oe_append_batch('" + input +
-                                        "'); SELECT pg_sleep(0.15); COMMIT;")
+                CHECK_FALSE(db.exec_raw("BEGIN; " + append + " SELECT pg_sleep(0.15); COMMIT;")
                                 .has_value());
-                CHECK_FALSE(db.exec_raw("BEGIN; SELECT oe_append_batch('" + input +
-                                        "'); SELECT pg_sleep(0.05); ROLLBACK;")
+                CHECK_FALSE(db.exec_raw("BEGIN; " + append + " SELECT pg_sleep(0.05); ROLLBACK;")
                                 .has_value());
             }
         });

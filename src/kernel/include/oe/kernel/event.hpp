@@ -13,7 +13,9 @@ namespace limits {
 inline constexpr std::size_t event_payload_bytes_max = 1024 * 1024;  // data + metadata, per event
 inline constexpr std::size_t stream_id_bytes_max = 255;
 inline constexpr std::size_t event_type_bytes_max = 128;
-inline constexpr std::size_t append_events_max = 10'000;  // per append call, all streams
+inline constexpr std::size_t append_events_max = 10'000;           // per append call, all streams
+inline constexpr std::size_t append_bytes_max = 16 * 1024 * 1024;  // per append call
+inline constexpr std::size_t metadata_field_bytes_max = 255;       // each EventMetadata field
 }  // namespace limits
 
 /// Who did what, on whose behalf, as part of which request (SPEC §3). Empty strings are

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,20 @@ namespace oe {
 class StoreError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
+};
+
+/// The append may or may not have been committed (the connection broke during COMMIT). Read the
+/// stream, or retry with an exact expected version, to find out. Never retry with `any`.
+class AppendOutcomeUnknown : public StoreError {
+  public:
+    using StoreError::StoreError;
+};
+
+/// A projection's stored checkpoint is not where the caller's batch starts: another instance
+/// (or an earlier attempt) already moved it. Reload the checkpoint and continue from there.
+class CheckpointConflict : public StoreError {
+  public:
+    using StoreError::StoreError;
 };
 
 /// DATABASE_URL cannot be understood.
@@ -89,9 +104,10 @@ class EventStore {
     [[nodiscard]] virtual std::int64_t head_position() = 0;
 
     /// Blocks until an event after `after_position` may have been committed, the timeout
-    /// passes, or interrupt_waiters() is called. True when the head is known to be past it.
-    virtual bool wait_for_events(std::int64_t after_position,
-                                 std::chrono::milliseconds timeout) = 0;
+    /// passes, `cancel` is set, or interrupt_waiters() is called. True when the head is known
+    /// to be past it (a hint: read to find out).
+    virtual bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout,
+                                 const std::atomic<bool>* cancel = nullptr) = 0;
 
     /// Wakes every wait_for_events caller (used at shutdown).
     virtual void interrupt_waiters() = 0;
@@ -99,10 +115,13 @@ class EventStore {
     /// The projection's checkpoint: the last global position it applied (0 when new).
     [[nodiscard]] virtual std::int64_t load_checkpoint(std::string_view projection) = 0;
 
-    /// Runs `apply` and then moves the projection's checkpoint to `position`, in one
-    /// transaction: either the read-model change and the checkpoint both commit, or neither.
-    /// `position` must not be behind the stored checkpoint (InvariantViolation otherwise).
-    virtual void commit_projection(std::string_view projection, std::int64_t position,
+    /// Runs `apply` and then moves the projection's checkpoint from `from_position` to
+    /// `to_position`, in one transaction: either the read-model change and the checkpoint both
+    /// commit, or neither. Throws CheckpointConflict (and changes nothing) unless the stored
+    /// checkpoint is exactly `from_position` — so a batch is never applied twice, even by two
+    /// instances or by a retry after an in-doubt commit. `apply` must not append events.
+    virtual void commit_projection(std::string_view projection, std::int64_t from_position,
+                                   std::int64_t to_position,
                                    const std::function<void(SqlTx&)>& apply) = 0;
 
     /// Name of the backend ("sqlite" or "postgresql"), for logs and benchmarks.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -18,6 +19,7 @@ namespace oe {
 struct PendingAppend {
     std::vector<StreamAppend> streams;
     std::size_t event_count = 0;
+    std::size_t byte_count = 0;
     std::optional<Result<AppendResult, AppendError>> result;  // Set by the commit function.
     std::exception_ptr failure;                               // Set when the batch failed.
     bool done = false;
@@ -35,7 +37,8 @@ class GroupCommitter {
     /// caller of the batch receives the exception.
     using CommitBatch = std::function<void(std::vector<PendingAppend*>& batch)>;
 
-    GroupCommitter(CommitBatch commit, std::size_t batch_events_max);
+    GroupCommitter(CommitBatch commit, std::size_t batch_events_max,
+                   std::size_t batch_bytes_max = 32 * 1024 * 1024);
 
     /// Queues the append, waits for its batch to commit and returns its result.
     Result<AppendResult, AppendError> submit(std::vector<StreamAppend> streams);
@@ -43,8 +46,12 @@ class GroupCommitter {
   private:
     CommitBatch commit_;
     std::size_t batch_events_max_;
+    std::size_t batch_bytes_max_;
     std::mutex mutex_;
     std::condition_variable done_;
+    std::condition_variable arrivals_;
+    std::size_t previous_batch_size_ = 1;
+    static constexpr std::chrono::microseconds gather_wait_max{200};
     std::deque<PendingAppend*> queue_;
     bool leader_active_ = false;
 };

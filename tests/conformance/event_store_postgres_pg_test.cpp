@@ -1,0 +1,181 @@
+// PostgreSQL-only behaviour of the event store: roles and grants, LISTEN/NOTIFY, concurrent
+// migrations, session settings the store pins.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <pqxx/pqxx>
+
+#include <oe/app/store_factory.hpp>
+#include <oe/event_store_postgres/postgres_event_store.hpp>
+#include <oe/kernel/subscription.hpp>
+#include <oe/kernel/time.hpp>
+
+#include "support/test_database.hpp"
+
+using namespace oe;
+
+namespace {
+
+std::optional<std::string> exec_as(const std::string& url, const std::string& sql) {
+    try {
+        pqxx::connection conn(url);
+        pqxx::nontransaction tx(conn);
+        tx.exec(sql);
+        return std::nullopt;
+    } catch (const std::exception& e) {
+        return std::string(e.what());
+    }
+}
+
+}  // namespace
+
+TEST_CASE("application role: append and read yes; UPDATE, DELETE, TRUNCATE, DROP TRIGGER no") {
+    const std::string suffix = std::to_string(::getpid());
+    const std::string owner = "oe_owner_" + suffix;
+    const std::string app_role = "oe_app_" + suffix;
+    const std::string database = "oe_roles_" + suffix;
+    test::pg_admin_exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", database));
+    test::pg_admin_exec(fmt::format("DROP ROLE IF EXISTS {}", owner));
+    test::pg_admin_exec(fmt::format("DROP ROLE IF EXISTS {}", app_role));
+    test::pg_admin_exec(fmt::format("CREATE ROLE {} LOGIN", owner));
+    test::pg_admin_exec(fmt::format("CREATE ROLE {} LOGIN", app_role));
+    test::pg_admin_exec(fmt::format("CREATE DATABASE {} OWNER {}", database, owner));
+    test::pg_admin_exec(fmt::format("REVOKE ALL ON DATABASE {} FROM PUBLIC", database));
+    test::pg_admin_exec(fmt::format("GRANT CONNECT ON DATABASE {} TO {}", database, app_role));
+    const std::string owner_url = test::pg_url_for(database, owner);
+    const std::string app_url = test::pg_url_for(database, app_role);
+
+    // The application role alone cannot create the schema.
+    CHECK_THROWS_AS(app::migrate(app_url), StoreError);
+    CHECK(app::migrate(app_url, owner_url) >= 1);
+
+    {
+        auto store = app::open_store(app_url);
+        NewEvent e{"PartnerRegistered", 1, R"({"partner_id":"P-1"})", {}};
+        REQUIRE(
+            store->append({StreamAppend{"partner-P-1", ExpectedVersion::no_stream(), {e}}}).ok());
+        CHECK(store->read_all(0, 10).size() == 1);
+        store->commit_projection("test", 0, 1, [](SqlTx&) {});
+        CHECK(store->load_checkpoint("test") == 1);
+    }
+
+    for (const char* forbidden :
+         {"UPDATE oe_events SET type = 'Forged'", "DELETE FROM oe_events", "TRUNCATE oe_events",
+          "DROP TRIGGER oe_events_no_update_delete ON oe_events",
+          "ALTER TABLE oe_events DISABLE TRIGGER ALL"}) {
+        const auto error = exec_as(app_url, forbidden);
+        REQUIRE_MESSAGE(error.has_value(), forbidden);
+        CHECK_MESSAGE((error->find("permission denied") != std::string::npos ||
+                       error->find("must be owner") != std::string::npos),
+                      *error);
+    }
+    // The application role cannot insert around the append function (which takes the lock
+    // that keeps the global order gap-free).
+    const auto direct = exec_as(app_url,
+                                "INSERT INTO oe_events VALUES (99, 's', 1, 'T', 1, '{}', '{}', "
+                                "now())");
+    REQUIRE(direct.has_value());
+    CHECK(direct->find("permission denied") != std::string::npos);
+    // serve migrates at start: as the application role on a current schema that is a no-op,
+    // not a permission error.
+    CHECK(app::migrate(app_url) >= 1);
+    // Even the owner hits the trigger.
+    const auto owner_update = exec_as(owner_url, "UPDATE oe_events SET type = 'Forged'");
+    REQUIRE(owner_update.has_value());
+    CHECK(owner_update->find("append-only") != std::string::npos);
+
+    test::pg_admin_exec(fmt::format("DROP DATABASE {} WITH (FORCE)", database));
+    test::pg_admin_exec(fmt::format("DROP ROLE {}", owner));
+    test::pg_admin_exec(fmt::format("DROP ROLE {}", app_role));
+}
+
+TEST_CASE("LISTEN/NOTIFY wakes a waiting subscriber without relying on the poll") {
+    test::TestDatabase db(test::Backend::postgresql);
+    postgres::PostgresOptions options;
+    options.url = db.url();
+    options.poll_interval = std::chrono::minutes(10);  // Only a notification can wake it.
+    auto reader = postgres::open_event_store(options);
+    auto writer = db.open();
+    CatchUpSubscription subscription(*reader, 0);
+    CHECK(subscription.next(std::chrono::milliseconds(300)).empty());  // Listener is up.
+    std::thread later([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        NewEvent e{"E", 1, "{}", {}};
+        CHECK(writer->append({StreamAppend{"s", ExpectedVersion::any(), {e}}}).ok());
+    });
+    const auto started = std::chrono::steady_clock::now();
+    const auto events = subscription.next(std::chrono::seconds(20));
+    const auto waited = std::chrono::steady_clock::now() - started;
+    later.join();
+    CHECK(events.size() == 1);
+    CHECK(waited < std::chrono::seconds(3));
+}
+
+TEST_CASE("a forged notification does not make a subscriber spin") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    CatchUpSubscription subscription(*store, 0);
+    CHECK(subscription.next(std::chrono::milliseconds(200)).empty());
+    CHECK_FALSE(db.exec_raw("NOTIFY oe_events, '9000000000'").has_value());
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(subscription.next(std::chrono::milliseconds(1500)).empty());
+    // It waited out its time instead of returning at once.
+    CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(1400));
+    CHECK(store->head_position() == 0);
+}
+
+TEST_CASE("concurrent migrations of a fresh database: one migrates, all succeed") {
+    test::TestDatabase db(test::Backend::postgresql, /*run_migrations=*/false);
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+        threads.emplace_back([&] {
+            try {
+                if (app::migrate(db.url()) == postgres::latest_schema_version()) {
+                    ++ok;
+                }
+            } catch (const std::exception& e) {
+                MESSAGE("migrate failed: " << e.what());
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    CHECK(ok.load() == 4);
+    CHECK(db.query_raw("SELECT COUNT(*) FROM oe_schema_migrations") ==
+          std::to_string(postgres::latest_schema_version()));
+}
+
+TEST_CASE("the store pins the session settings its guarantees depend on") {
+    test::TestDatabase db(test::Backend::postgresql);
+    // A database whose defaults would break them.
+    const std::string name = db.url().substr(db.url().rfind('/') + 1);
+    test::pg_admin_exec("ALTER DATABASE " + name +
+                        " SET default_transaction_isolation = 'serializable'");
+    test::pg_admin_exec("ALTER DATABASE " + name + " SET synchronous_commit = off");
+    test::pg_admin_exec("ALTER DATABASE " + name + " SET TimeZone = 'Asia/Jakarta'");
+    auto store = db.open();
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t) {
+        writers.emplace_back([&] {
+            for (int i = 0; i < 50; ++i) {
+                NewEvent e{"E", 1, "{}", {}};
+                CHECK(store->append({StreamAppend{"hot", ExpectedVersion::any(), {e}}}).ok());
+            }
+        });
+    }
+    for (auto& w : writers) {
+        w.join();
+    }
+    const auto events = store->read_all(0, 1000);
+    REQUIRE(events.size() == 200);
+    // recorded_at is read as UTC whatever the database's time zone.
+    CHECK(std::llabs(events.back().recorded_at_us - now_us()) < 60'000'000);
+}
