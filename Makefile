@@ -46,6 +46,7 @@ test-fast: build lint
 
 bench: build
 	@scripts/with-test-services $(BUILD)/bench/event_store_bench
+	@bench/startup_bench.sh $(ORDERENGINE)
 
 format:
 	@scripts/check-format --fix
