@@ -49,7 +49,7 @@ CREATE FUNCTION oe_append_batch(
     p_event_slot int[], p_type text[], p_schema_version int[], p_data json[],
     p_metadata json[])
 RETURNS TABLE (ok boolean, first_position bigint, last_position bigint, versions bigint[],
-               conflict_stream text, expected bigint, actual bigint)
+               conflict_stream text, expected bigint, actual bigint, recorded_at_us bigint)
 -- Runs as the schema owner: the application role may append only through this function, so
 -- every writer takes the lock below.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
@@ -132,7 +132,8 @@ BEGIN
     PERFORM pg_notify('oe_events', v_head::text);
     RETURN QUERY
         SELECT v_ok[a], v_first[a], v_last[a], ('{' || v_versions[a] || '}')::bigint[],
-               v_cstream[a], v_cexpected[a], v_cactual[a]
+               v_cstream[a], v_cexpected[a], v_cactual[a],
+               (extract(epoch FROM v_now) * 1000000)::bigint
           FROM generate_series(1, v_appends) a ORDER BY a;
 END
 $fn$;

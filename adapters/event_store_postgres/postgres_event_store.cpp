@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <pqxx/pqxx>
 
+#include <oe/kernel/batch_writer.hpp>
 #include <oe/kernel/group_commit.hpp>
 #include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
@@ -290,6 +291,25 @@ std::vector<std::int64_t> parse_bigint_array(std::string_view text) {
     return values;
 }
 
+/// One row of oe_append_batch's answer as the append's result.
+Result<AppendResult, AppendError> read_result(const pqxx::row& row) {
+    if (row[0].as<bool>()) {
+        AppendResult result;
+        result.first_position = row[1].as<std::int64_t>();
+        result.last_position = row[2].as<std::int64_t>();
+        result.stream_versions = parse_bigint_array(row[3].c_str());
+        return result;
+    }
+    AppendError error;
+    error.reason = AppendRejected::wrong_expected_version;
+    error.stream_id = row[4].c_str();
+    error.expected = row[5].as<std::int64_t>();
+    error.actual = row[6].as<std::int64_t>();
+    error.message = fmt::format("stream '{}' is at version {}, expected {}", error.stream_id,
+                                error.actual, ExpectedVersion::exact(error.expected).describe());
+    return error;
+}
+
 /// Maps a libpqxx failure to the store's typed errors. Anything libpqxx throws is a
 /// pqxx::failure or a std::logic_error (usage, conversion); none may escape as itself.
 [[noreturn]] void rethrow_as_store_error(const std::exception& e, std::string_view doing) {
@@ -349,6 +369,11 @@ class PostgresEventStore final : public EventStore {
             return std::move(*invalid);
         }
         return committer_.submit(std::move(streams));
+    }
+
+    Result<AppendResult, AppendError> decide_and_append(DecisionState& state,
+                                                        Decide decide) override {
+        return committer_.submit_decision(state, std::move(decide));
     }
 
     std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
@@ -534,18 +559,120 @@ class PostgresEventStore final : public EventStore {
 
     // Runs on the group-commit leader's thread; one leader at a time owns writer_.
     void commit_batch(std::vector<PendingAppend*>& batch) {
+        if (!writer_ || !writer_->is_open()) {
+            try {
+                writer_ = connect(options_.url);
+                prepare_reader(*writer_);
+                writer_->prepare("append",
+                                 "SELECT ok, first_position, last_position, versions, "
+                                 "conflict_stream, expected, actual, recorded_at_us "
+                                 "FROM oe_append_batch($1::int[], $2::int[], $3::text[], "
+                                 "$4::bigint[], $5::int[], $6::text[], $7::int[], $8::json[], "
+                                 "$9::json[])");
+            } catch (const std::exception& e) {
+                writer_.reset();
+                rethrow_as_store_error(e, "connecting the writer");
+            }
+        }
+        if (batch_state(batch) != nullptr) {
+            commit_decision_batch(batch);
+        } else {
+            commit_plain_batch(batch);
+        }
+    }
+
+    /// The write transaction of a batch with decisions: the append lock is taken first, so
+    /// the catch-up read and every decision see all that is committed.
+    class DecisionTx final : public WriteTransaction {
+      public:
+        DecisionTx(PostgresEventStore& store, pqxx::work& tx) : store_(store), tx_(tx) {
+            tx_.exec(fmt::format("SELECT pg_advisory_xact_lock({})", append_lock_key));
+        }
+
+        std::vector<RecordedEvent> read_after(std::int64_t position,
+                                              std::size_t max_count) override {
+            return store_.collect(tx_.exec_prepared("read_all", position, clamp_limit(max_count)));
+        }
+
+        Result<AppendResult, AppendError> write(const std::vector<StreamAppend>& streams,
+                                                std::vector<RecordedEvent>* written) override {
+            PendingAppend one;
+            one.streams = streams;
+            std::vector<PendingAppend*> single{&one};
+            const BatchArguments args = batch_arguments(single);
+            const auto rows = tx_.exec_prepared(
+                "append", args.append_slot_end, args.slot_event_end, args.stream_id, args.expected,
+                args.event_slot, args.type, args.schema_version, args.data, args.metadata);
+            if (rows.size() != 1) {
+                throw StoreError("oe_append_batch answered a wrong number of rows");
+            }
+            auto result = read_result(rows[0]);
+            if (result.ok()) {
+                head_ = std::max(head_, result.value().last_position);
+                if (written != nullptr) {
+                    synthesize(streams, result.value(), rows[0][7].as<std::int64_t>(), *written);
+                }
+            }
+            return result;
+        }
+
+        [[nodiscard]] std::int64_t head() const { return head_; }
+
+      private:
+        /// The events exactly as the function stored them (same order, positions, versions).
+        static void synthesize(const std::vector<StreamAppend>& streams, const AppendResult& r,
+                               std::int64_t recorded_at_us, std::vector<RecordedEvent>& out) {
+            std::int64_t position = r.first_position;
+            for (std::size_t s = 0; s < streams.size(); ++s) {
+                const auto& events = streams[s].events;
+                std::int64_t version =
+                    r.stream_versions[s] - static_cast<std::int64_t>(events.size());
+                for (const auto& event : events) {
+                    out.push_back(RecordedEvent{position++, streams[s].stream_id, ++version,
+                                                event.type, event.schema_version, event.data,
+                                                event.metadata.to_json(), recorded_at_us});
+                }
+            }
+        }
+
+        PostgresEventStore& store_;
+        pqxx::work& tx_;
+        std::int64_t head_ = 0;
+    };
+
+    void commit_decision_batch(std::vector<PendingAppend*>& batch) {
+        std::int64_t head = 0;
+        bool sent_commit = false;
+        try {
+            pqxx::work tx(*writer_);
+            DecisionTx decisions(*this, tx);
+            run_batch(decisions, batch);
+            head = decisions.head();
+            sent_commit = true;
+            tx.commit();
+        } catch (const std::exception& e) {
+            batch_state(batch)->clear();  // It may hold events that were never committed.
+            const bool broken = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+                                dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
+            if (broken) {
+                writer_.reset();
+                if (sent_commit) {
+                    throw AppendOutcomeUnknown(fmt::format(
+                        "PostgreSQL connection lost during commit; the decisions may or may not "
+                        "have been written: {}",
+                        first_line(e.what())));
+                }
+            }
+            rethrow_as_store_error(e, "deciding and appending");
+        }
+        signal_.raise(head);
+    }
+
+    void commit_plain_batch(std::vector<PendingAppend*>& batch) {
         const BatchArguments args = batch_arguments(batch);
         pqxx::result rows;
         bool sent = false;
         try {
-            if (!writer_ || !writer_->is_open()) {
-                writer_ = connect(options_.url);
-                writer_->prepare("append",
-                                 "SELECT ok, first_position, last_position, versions, "
-                                 "conflict_stream, expected, actual FROM oe_append_batch("
-                                 "$1::int[], $2::int[], $3::text[], $4::bigint[], $5::int[], "
-                                 "$6::text[], $7::int[], $8::json[], $9::json[])");
-            }
             // One statement in autocommit: one round trip and one WAL flush for the batch.
             pqxx::nontransaction tx(*writer_);
             sent = true;
@@ -571,25 +698,11 @@ class PostgresEventStore final : public EventStore {
         std::int64_t head = 0;
         try {
             for (std::size_t i = 0; i < batch.size(); ++i) {
-                const auto& row = rows[static_cast<pqxx::result::size_type>(i)];
-                if (row[0].as<bool>()) {
-                    AppendResult result;
-                    result.first_position = row[1].as<std::int64_t>();
-                    result.last_position = row[2].as<std::int64_t>();
-                    result.stream_versions = parse_bigint_array(row[3].c_str());
-                    head = std::max(head, result.last_position);
-                    batch[i]->result.emplace(std::move(result));
-                } else {
-                    AppendError error;
-                    error.reason = AppendRejected::wrong_expected_version;
-                    error.stream_id = row[4].c_str();
-                    error.expected = row[5].as<std::int64_t>();
-                    error.actual = row[6].as<std::int64_t>();
-                    error.message = fmt::format("stream '{}' is at version {}, expected {}",
-                                                error.stream_id, error.actual,
-                                                ExpectedVersion::exact(error.expected).describe());
-                    batch[i]->result.emplace(std::move(error));
+                auto result = read_result(rows[static_cast<pqxx::result::size_type>(i)]);
+                if (result.ok()) {
+                    head = std::max(head, result.value().last_position);
                 }
+                batch[i]->result.emplace(std::move(result));
             }
         } catch (const std::exception& e) {
             // The batch committed; only our reading of the answer failed.

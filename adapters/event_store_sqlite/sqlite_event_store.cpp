@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <oe/kernel/batch_writer.hpp>
 #include <oe/kernel/group_commit.hpp>
 #include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
@@ -173,6 +174,11 @@ class SqliteEventStore final : public EventStore {
             return std::move(*invalid);
         }
         return committer_.submit(std::move(streams));
+    }
+
+    Result<AppendResult, AppendError> decide_and_append(DecisionState& state,
+                                                        Decide decide) override {
+        return committer_.submit_decision(state, std::move(decide));
     }
 
     std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
@@ -347,6 +353,37 @@ class SqliteEventStore final : public EventStore {
 
     // Runs on the group-commit leader's thread; the committer guarantees one leader at a time,
     // so writer_ is used by one thread at once.
+    /// The write transaction of one group commit, on writer_ (BEGIN IMMEDIATE held).
+    class WriterTx final : public WriteTransaction {
+      public:
+        WriterTx(SqliteEventStore& store, std::int64_t head, std::int64_t recorded_at_us)
+            : store_(store), head_(head), recorded_at_us_(recorded_at_us) {}
+
+        std::vector<RecordedEvent> read_after(std::int64_t position,
+                                              std::size_t max_count) override {
+            StatementUse query(store_.writer_.cached(
+                std::string(select_columns) +
+                "WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"));
+            query->bind(1, position);
+            query->bind(2, clamp_limit(max_count));
+            return store_.collect(*query);
+        }
+
+        Result<AppendResult, AppendError> write(const std::vector<StreamAppend>& streams,
+                                                std::vector<RecordedEvent>* written) override {
+            return store_.write_one(streams, head_, recorded_at_us_, written);
+        }
+
+        [[nodiscard]] std::int64_t head() const { return head_; }
+
+      private:
+        SqliteEventStore& store_;
+        std::int64_t head_;
+        std::int64_t recorded_at_us_;
+    };
+
+    // Runs on the group-commit leader's thread; the committer guarantees one leader at a time,
+    // and write_mutex_ keeps the projector's transactions out of the way.
     void commit_batch(std::vector<PendingAppend*>& batch) {
         std::lock_guard write(write_mutex_);
         writer_.exec("BEGIN IMMEDIATE");
@@ -364,12 +401,15 @@ class SqliteEventStore final : public EventStore {
                     recorded_at_us = std::max(recorded_at_us, last->column_int64(1));
                 }
             }
-            for (PendingAppend* pending : batch) {
-                write_one(*pending, head, recorded_at_us);
-            }
+            WriterTx tx(*this, head, recorded_at_us);
+            run_batch(tx, batch);
+            head = tx.head();
             writer_.exec("COMMIT");
         } catch (...) {
             rollback(writer_);
+            if (DecisionState* state = batch_state(batch)) {
+                state->clear();  // It may hold events that were never committed.
+            }
             throw;
         }
         signal_.raise(head);
@@ -383,10 +423,12 @@ class SqliteEventStore final : public EventStore {
         return query->column_int64(0);
     }
 
-    void write_one(PendingAppend& pending, std::int64_t& head, std::int64_t recorded_at_us) {
+    Result<AppendResult, AppendError> write_one(const std::vector<StreamAppend>& streams,
+                                                std::int64_t& head, std::int64_t recorded_at_us,
+                                                std::vector<RecordedEvent>* written) {
         std::vector<std::int64_t> versions;
-        versions.reserve(pending.streams.size());
-        for (const auto& stream : pending.streams) {
+        versions.reserve(streams.size());
+        for (const auto& stream : streams) {
             const std::int64_t actual = stream_version(stream.stream_id);
             if (!stream.expected.matches(actual)) {
                 AppendError error;
@@ -396,8 +438,7 @@ class SqliteEventStore final : public EventStore {
                 error.actual = actual;
                 error.message = fmt::format("stream '{}' is at version {}, expected {}",
                                             stream.stream_id, actual, stream.expected.describe());
-                pending.result.emplace(std::move(error));
-                return;
+                return error;
             }
             versions.push_back(actual);
         }
@@ -406,10 +447,10 @@ class SqliteEventStore final : public EventStore {
         StatementUse insert(writer_.cached(
             "INSERT INTO oe_events (global_position, stream_id, stream_version, type, "
             "schema_version, data, metadata, recorded_at_us) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"));
-        for (std::size_t s = 0; s < pending.streams.size(); ++s) {
-            const auto& stream = pending.streams[s];
+        for (std::size_t s = 0; s < streams.size(); ++s) {
+            const auto& stream = streams[s];
             for (const auto& event : stream.events) {
-                const std::string metadata = event.metadata.to_json();
+                std::string metadata = event.metadata.to_json();
                 insert->bind(1, ++head);
                 insert->bind(2, std::string_view(stream.stream_id));
                 insert->bind(3, ++versions[s]);
@@ -420,11 +461,16 @@ class SqliteEventStore final : public EventStore {
                 insert->bind(8, recorded_at_us);
                 insert->step();
                 (*insert).reset();
+                if (written != nullptr) {
+                    written->push_back(RecordedEvent{head, stream.stream_id, versions[s],
+                                                     event.type, event.schema_version, event.data,
+                                                     std::move(metadata), recorded_at_us});
+                }
             }
         }
         result.last_position = head;
         result.stream_versions = std::move(versions);
-        pending.result.emplace(std::move(result));
+        return result;
     }
 
     SqliteOptions options_;

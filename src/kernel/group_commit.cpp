@@ -19,7 +19,19 @@ Result<AppendResult, AppendError> GroupCommitter::submit(std::vector<StreamAppen
         }
     }
     mine.streams = std::move(streams);
+    return run(mine);
+}
 
+Result<AppendResult, AppendError> GroupCommitter::submit_decision(DecisionState& state,
+                                                                  Decide decide) {
+    PendingAppend mine;
+    mine.state = &state;
+    mine.decide = std::move(decide);
+    mine.event_count = 1;  // Unknown until decided; decisions are small.
+    return run(mine);
+}
+
+Result<AppendResult, AppendError> GroupCommitter::run(PendingAppend& mine) {
     std::unique_lock lock(mutex_);
     queue_.push_back(&mine);
     arrivals_.notify_one();
@@ -49,9 +61,16 @@ Result<AppendResult, AppendError> GroupCommitter::submit(std::vector<StreamAppen
         }
         std::size_t events = 0;
         std::size_t bytes = 0;
+        DecisionState* state = nullptr;
         while (!queue_.empty() &&
                (batch.empty() || (events + queue_.front()->event_count <= batch_events_max_ &&
                                   bytes + queue_.front()->byte_count <= batch_bytes_max_))) {
+            if (queue_.front()->state != nullptr) {
+                if (state != nullptr && state != queue_.front()->state) {
+                    break;  // Another write model: next batch.
+                }
+                state = queue_.front()->state;
+            }
             events += queue_.front()->event_count;
             bytes += queue_.front()->byte_count;
             batch.push_back(queue_.front());  // Never reallocates: reserved above.
@@ -69,7 +88,7 @@ Result<AppendResult, AppendError> GroupCommitter::submit(std::vector<StreamAppen
         for (PendingAppend* pending : batch) {
             if (failure) {
                 pending->failure = failure;
-            } else if (!pending->result.has_value()) {
+            } else if (!pending->result.has_value() && !pending->failure) {
                 // A commit function that forgets an entry is a bug; fail that caller alone.
                 pending->failure = std::make_exception_ptr(
                     InvariantViolation("group commit left an append without a result"));

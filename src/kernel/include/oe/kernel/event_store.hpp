@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include <oe/kernel/decision_state.hpp>
 #include <oe/kernel/event.hpp>
 #include <oe/kernel/result.hpp>
 
@@ -90,6 +91,16 @@ class EventStore {
     /// Returns the typed rejection when nothing was written; throws StoreError on I/O failure.
     [[nodiscard]] virtual Result<AppendResult, AppendError> append(
         std::vector<StreamAppend> streams) = 0;
+
+    /// Serialised decision (TigerBeetle's state-machine shape, batched): under the store's
+    /// write lock, brings `state` up to date with every committed event, runs `decide`, and
+    /// appends what it returns in the same transaction, applying it to `state` before the next
+    /// decision. Concurrent calls share a transaction and its flush. Returns the append's
+    /// result (first_position 0 when `decide` returned nothing); an invalid append from
+    /// `decide` is a rejection like any other. Throws StoreError on I/O failure (the state is
+    /// then cleared and rebuilt by the next call).
+    [[nodiscard]] virtual Result<AppendResult, AppendError> decide_and_append(DecisionState& state,
+                                                                              Decide decide) = 0;
 
     /// Events of one stream with version >= from_version, in version order.
     [[nodiscard]] virtual std::vector<RecordedEvent> read_stream(

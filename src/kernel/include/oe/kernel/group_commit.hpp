@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include <oe/kernel/decision_state.hpp>
 #include <oe/kernel/event.hpp>
 #include <oe/kernel/result.hpp>
 
@@ -17,7 +18,9 @@ namespace oe {
 
 /// One append waiting in a group commit.
 struct PendingAppend {
-    std::vector<StreamAppend> streams;
+    std::vector<StreamAppend> streams;  // The append, or what `decide` returns.
+    DecisionState* state = nullptr;     // Set for a decision: decide against this state.
+    Decide decide;
     std::size_t event_count = 0;
     std::size_t byte_count = 0;
     std::optional<Result<AppendResult, AppendError>> result;  // Set by the commit function.
@@ -43,7 +46,12 @@ class GroupCommitter {
     /// Queues the append, waits for its batch to commit and returns its result.
     Result<AppendResult, AppendError> submit(std::vector<StreamAppend> streams);
 
+    /// Queues a decision against `state`; a batch never mixes two different states.
+    Result<AppendResult, AppendError> submit_decision(DecisionState& state, Decide decide);
+
   private:
+    Result<AppendResult, AppendError> run(PendingAppend& mine);
+
     CommitBatch commit_;
     std::size_t batch_events_max_;
     std::size_t batch_bytes_max_;

@@ -1,0 +1,68 @@
+#include <oe/kernel/batch_writer.hpp>
+
+#include <exception>
+
+namespace oe {
+
+namespace {
+
+constexpr std::size_t catch_up_page = 10'000;
+
+}  // namespace
+
+DecisionState* batch_state(const std::vector<PendingAppend*>& batch) {
+    for (const PendingAppend* pending : batch) {
+        if (pending->state != nullptr) {
+            return pending->state;
+        }
+    }
+    return nullptr;
+}
+
+void run_batch(WriteTransaction& tx, std::vector<PendingAppend*>& batch) {
+    DecisionState* state = batch_state(batch);
+    if (state != nullptr) {
+        // Under the write lock nothing can commit behind our back: after this loop the state
+        // has seen every committed event, whichever process wrote it.
+        for (;;) {
+            const auto events = tx.read_after(state->position(), catch_up_page);
+            for (const auto& event : events) {
+                state->apply(event);
+            }
+            if (events.size() < catch_up_page) {
+                break;
+            }
+        }
+    }
+    std::vector<RecordedEvent> written;
+    for (PendingAppend* pending : batch) {
+        if (pending->decide) {
+            std::vector<StreamAppend> streams;
+            try {
+                streams = pending->decide();
+            } catch (...) {
+                pending->failure = std::current_exception();  // This caller's bug alone.
+                continue;
+            }
+            if (streams.empty()) {
+                pending->result.emplace(AppendResult{});
+                continue;
+            }
+            if (auto invalid = validate_append(streams)) {
+                pending->result.emplace(std::move(*invalid));
+                continue;
+            }
+            pending->streams = std::move(streams);
+        }
+        written.clear();
+        auto result = tx.write(pending->streams, state != nullptr ? &written : nullptr);
+        if (result.ok() && state != nullptr) {
+            for (const auto& event : written) {
+                state->apply(event);
+            }
+        }
+        pending->result.emplace(std::move(result));
+    }
+}
+
+}  // namespace oe
