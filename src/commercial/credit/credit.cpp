@@ -1,0 +1,3 @@
+// The credit rules are small enough to live in the header; this file anchors the module's
+// library target.
+#include <oe/credit/credit.hpp>
