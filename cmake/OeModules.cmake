@@ -28,11 +28,11 @@ function(oe_module_may_link module dep out)
     endif()
 endfunction()
 
-# oe_add_module(<module> SOURCES ... [MODULES m1 m2] [LIBS third-party...])
+# oe_add_module(<module> SOURCES ... [MODULES m1 m2] [PUBLIC_MODULES m3] [LIBS third-party...])
 #   Creates target oe_<module>. MODULES are other oe modules (checked against the rule table);
 #   LIBS are third-party libraries, linked PUBLIC when the module's headers expose them.
 function(oe_add_module module)
-    cmake_parse_arguments(ARG "" "" "SOURCES;MODULES;LIBS;PUBLIC_LIBS" ${ARGN})
+    cmake_parse_arguments(ARG "" "" "SOURCES;MODULES;PUBLIC_MODULES;LIBS;PUBLIC_LIBS" ${ARGN})
     set(_target oe_${module})
     add_library(${_target} STATIC ${ARG_SOURCES})
     target_include_directories(${_target} PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}/include"
@@ -49,6 +49,16 @@ function(oe_add_module module)
         else()
             target_link_libraries(${_target} PRIVATE oe_${_dep})
         endif()
+    endforeach()
+    # PUBLIC_MODULES are modules this module's own public headers include: whoever links it
+    # sees them too, and must therefore be allowed to (checked when that module is added).
+    foreach(_dep IN LISTS ARG_PUBLIC_MODULES)
+        oe_module_may_link(${module} ${_dep} _ok)
+        if(NOT _ok)
+            message(FATAL_ERROR
+                "module '${module}' may not depend on '${_dep}' (cmake/module-rules.txt, SPEC §2)")
+        endif()
+        target_link_libraries(${_target} PUBLIC oe_${_dep})
     endforeach()
     target_link_libraries(${_target} PRIVATE ${ARG_LIBS} PUBLIC ${ARG_PUBLIC_LIBS})
     oe_set_warnings(${_target})

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <oe/commands/commands.hpp>
+#include <oe/commands/commerce_state.hpp>
+#include <oe/kernel/event_store.hpp>
+
+namespace oe::commands {
+
+/// What an accepted command did.
+struct Outcome {
+    AppendResult append;                 // Positions and versions; first_position 0 when a no-op.
+    std::vector<StreamAppend> appended;  // The events, as appended.
+};
+
+/// The thin handlers: load state → decide → append → (projections and the bus follow the
+/// log). Every command of a process goes through one CommerceState and the store's serialised
+/// decide_and_append, so a decision always sees every committed event, from any instance.
+class CommandService {
+  public:
+    explicit CommandService(EventStore& store) : store_(store) {}
+
+    /// Decides `command` against the current state and appends the result atomically.
+    /// Throws StoreError (and AppendOutcomeUnknown) on I/O failure; nothing else.
+    template <typename Command>
+    Result<Outcome, Rejection> execute(const Command& command, const EventMetadata& metadata) {
+        std::optional<Rejection> rejection;
+        std::vector<StreamAppend> appended;
+        auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {
+            auto decision = decide(command, state_, metadata);
+            if (!decision.ok()) {
+                rejection = decision.error();
+                return {};
+            }
+            appended = decision.value();
+            return std::move(decision).value();
+        });
+        if (rejection) {
+            return std::move(*rejection);
+        }
+        if (!result.ok()) {
+            return store_rejection(result.error());
+        }
+        return Outcome{std::move(result).value(), std::move(appended)};
+    }
+
+    /// A new order id: "O-" + a ULID (time-ordered, 80 random bits).
+    [[nodiscard]] static std::string new_order_id();
+
+  private:
+    static Rejection store_rejection(const AppendError& error);
+
+    EventStore& store_;
+    CommerceState state_;
+};
+
+}  // namespace oe::commands

@@ -1,0 +1,130 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <oe/credit/credit.hpp>
+#include <oe/events/events.hpp>
+#include <oe/kernel/decision_state.hpp>
+#include <oe/pricing/pricing.hpp>
+#include <oe/routing/routing.hpp>
+
+namespace oe::commands {
+
+struct PartnerState {
+    std::string name;
+    events::Tier tier = events::Tier::bronze;
+    std::string region;
+    std::int64_t credit_limit_idr = 0;
+    std::int64_t erp_debt_idr = 0;
+    std::int64_t debt_synced_at_us = 0;  // 0 until the first PartnerDebtSynced.
+    std::int64_t open_orders_total_idr = 0;
+    /// ERP-accepted orders the ERP's debt figure does not include yet (order id -> subtotal).
+    std::map<std::string, std::int64_t, std::less<>> accepted_since_debt_sync;
+};
+
+struct ProductState {
+    std::string name;
+    std::int64_t base_price_idr = 0;
+    std::int64_t buffer_qty = 0;
+};
+
+struct OrderLine {
+    std::string sku;
+    std::int64_t qty = 0;
+};
+
+struct OrderState {
+    std::string partner_id;
+    events::OrderStatus status = events::OrderStatus::placed;
+    std::int64_t subtotal_idr = 0;
+    std::string warehouse_id;  // Empty until routed.
+    std::vector<OrderLine> lines;
+    std::int64_t version = 0;  // Of the order's stream.
+};
+
+/// Stock of one SKU in one warehouse.
+struct StockRow {
+    std::int64_t on_hand = 0;   // From the last ERP snapshot that listed the row.
+    std::int64_t as_of_us = 0;  // That snapshot's as_of.
+    std::int64_t reserved = 0;  // Lines routed here the snapshot does not reflect yet.
+    /// ERP-accepted lines still reserved: (accepted at, qty), released by a newer snapshot.
+    std::vector<std::pair<std::int64_t, std::int64_t>> accepted;
+};
+
+/// The commerce write model: everything a command's decision needs, folded from the log.
+/// EventStore::decide_and_append keeps it exact (SPEC §4's concurrency limits rest on that);
+/// it is touched only under the store's write lock, never by two threads at once.
+class CommerceState final : public DecisionState {
+  public:
+    CommerceState();
+
+    [[nodiscard]] std::int64_t position() const override { return position_; }
+    void apply(const RecordedEvent& event) override;
+    void clear() override;
+
+    [[nodiscard]] const PartnerState* partner(std::string_view id) const;
+    [[nodiscard]] const ProductState* product(std::string_view sku) const;
+    [[nodiscard]] const OrderState* order(std::string_view id) const;
+    [[nodiscard]] bool has_warehouse(std::string_view id) const;
+    [[nodiscard]] std::vector<const routing::Warehouse*> warehouses() const;
+
+    /// The current numeric value of a config key (hundredths for decimal keys), defaults
+    /// included, and how many changes it has had.
+    [[nodiscard]] std::int64_t config(std::string_view key) const;
+    [[nodiscard]] std::int64_t config_version(std::string_view key) const;
+    /// Global position of the latest config change (0: defaults only).
+    [[nodiscard]] std::int64_t config_position() const { return config_position_; }
+    [[nodiscard]] pricing::TierTerms terms(events::Tier tier) const;
+
+    [[nodiscard]] credit::CreditPosition credit_position(const PartnerState& partner) const;
+    /// inventory's available(sku, wh).
+    [[nodiscard]] std::int64_t available(std::string_view sku, std::string_view warehouse) const;
+    [[nodiscard]] const StockRow* stock(std::string_view sku, std::string_view warehouse) const;
+
+  private:
+    void on(const events::PartnerRegistered& e, const RecordedEvent& r);
+    void on(const events::PartnerDetailsChanged& e, const RecordedEvent& r);
+    void on(const events::PartnerTierChanged& e, const RecordedEvent& r);
+    void on(const events::CreditLimitSet& e, const RecordedEvent& r);
+    void on(const events::ProductRegistered& e, const RecordedEvent& r);
+    void on(const events::ProductPriceChanged& e, const RecordedEvent& r);
+    void on(const events::WarehouseRegistered& e, const RecordedEvent& r);
+    void on(const events::TierConfigChanged& e, const RecordedEvent& r);
+    void on(const events::SystemConfigChanged& e, const RecordedEvent& r);
+    void on(const events::SystemConfigReset& e, const RecordedEvent& r);
+    void on(const events::StockLevelsSynced& e, const RecordedEvent& r);
+    void on(const events::PartnerDebtSynced& e, const RecordedEvent& r);
+    void on(const events::OrderPlaced& e, const RecordedEvent& r);
+    void on(const events::OrderCreditHeld& e, const RecordedEvent& r);
+    void on(const events::OrderCreditReleased& e, const RecordedEvent& r);
+    void on(const events::OrderRouted& e, const RecordedEvent& r);
+    void on(const events::OrderCancelled& e, const RecordedEvent& r);
+    void on(const events::OrderSentToErp& e, const RecordedEvent& r);
+    void on(const events::OrderAcceptedByErp& e, const RecordedEvent& r);
+    void on(const events::OrderRejectedByErp& e, const RecordedEvent& r);
+
+    OrderState& order_for(const std::string& id, const RecordedEvent& r);
+    PartnerState& partner_for(const std::string& id, const RecordedEvent& r);
+    /// Frees the stock an order still reserves (cancel, ERP rejection).
+    void release_reservations(const OrderState& order);
+    /// Open credit counts placed and sent orders (SPEC §4).
+    static bool holds_credit(events::OrderStatus status);
+
+    std::int64_t position_ = 0;
+    std::map<std::string, PartnerState, std::less<>> partners_;
+    std::map<std::string, ProductState, std::less<>> products_;
+    std::map<std::string, routing::Warehouse, std::less<>> warehouses_;
+    std::map<std::string, OrderState, std::less<>> orders_;
+    std::map<std::pair<std::string, std::string>, StockRow> stock_;
+    std::map<std::string, std::int64_t, std::less<>> config_;           // Current values.
+    std::map<std::string, std::int64_t, std::less<>> config_versions_;  // Changes per key.
+    std::int64_t config_position_ = 0;
+};
+
+}  // namespace oe::commands
