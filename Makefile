@@ -7,8 +7,6 @@ DATABASE_URL ?= sqlite://./data/orderengine.db
 PORT        ?= 8080
 
 ORDERENGINE := $(BUILD)/src/app/orderengine
-# The tests that also run under AddressSanitizer + UndefinedBehaviorSanitizer.
-ASAN_TARGETS := kernel_test event_store_sqlite_test event_store_pg_test event_store_postgres_pg_test
 
 .PHONY: all bootstrap build run test test-fast asan-build lint bench format clean
 
@@ -29,7 +27,7 @@ run: build
 asan-build: bootstrap
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOE_SANITIZE=ON -Wno-dev \
 		> $(ASAN_BUILD).configure.log 2>&1 || { cat $(ASAN_BUILD).configure.log; exit 1; }
-	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(ASAN_TARGETS)
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target oe_tests
 
 lint:
 	@scripts/check-format
