@@ -4,13 +4,15 @@
 
 #include <fmt/format.h>
 
-#include <oe/commands/config_keys.hpp>
 #include <oe/credit/credit.hpp>
 #include <oe/inventory/inventory.hpp>
+#include <oe/model/config_keys.hpp>
 #include <oe/pricing/pricing.hpp>
 #include <oe/routing/routing.hpp>
 
 namespace oe::commands {
+
+using namespace oe::model;
 
 namespace {
 

@@ -27,6 +27,70 @@ CREATE TABLE oe_checkpoints (
     updated_at_us INTEGER NOT NULL
 );
 )sql"},
+        {2, "read models: partners, warehouses, pricing, credit, stock, orders, system_config",
+         R"sql(
+CREATE TABLE rm_partners (
+    partner_id TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    tier       TEXT NOT NULL,
+    region     TEXT NOT NULL
+);
+CREATE TABLE rm_warehouses (
+    warehouse_id TEXT PRIMARY KEY,
+    sla_hours    TEXT NOT NULL
+);
+CREATE TABLE rm_pricing (
+    tier               TEXT    NOT NULL,
+    sku                TEXT    NOT NULL,
+    name               TEXT    NOT NULL,
+    base_price         BIGINT  NOT NULL,
+    unit_price         BIGINT  NOT NULL,
+    discount_bps       INTEGER NOT NULL,
+    loyalty_multiplier TEXT    NOT NULL,
+    PRIMARY KEY (tier, sku)
+);
+CREATE TABLE rm_credit (
+    partner_id        TEXT   PRIMARY KEY,
+    credit_limit      BIGINT NOT NULL,
+    erp_debt          BIGINT NOT NULL,
+    open_orders_total BIGINT NOT NULL,
+    available_credit  BIGINT NOT NULL,
+    debt_synced_at    TEXT
+);
+CREATE TABLE rm_stock (
+    sku          TEXT   NOT NULL,
+    warehouse_id TEXT   NOT NULL,
+    on_hand      BIGINT NOT NULL,
+    reserved     BIGINT NOT NULL,
+    buffer_qty   BIGINT NOT NULL,
+    available    BIGINT NOT NULL,
+    as_of        TEXT,
+    PRIMARY KEY (sku, warehouse_id)
+);
+CREATE TABLE rm_orders (
+    order_id        TEXT   PRIMARY KEY,
+    partner_id      TEXT   NOT NULL,
+    status          TEXT   NOT NULL,
+    tier            TEXT   NOT NULL,
+    lines           TEXT   NOT NULL,
+    subtotal        BIGINT NOT NULL,
+    loyalty_points  BIGINT NOT NULL,
+    warehouse       TEXT,
+    placed_at       TEXT   NOT NULL,
+    placed_by       TEXT   NOT NULL,
+    on_behalf_of    TEXT,
+    erp_order_ref   TEXT,
+    placed_position BIGINT NOT NULL
+);
+CREATE INDEX rm_orders_partner ON rm_orders (partner_id, order_id);
+CREATE TABLE rm_system_config (
+    key        TEXT   PRIMARY KEY,
+    value      TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    updated_by TEXT,
+    updated_at TEXT
+);
+)sql"},
     };
     return all;
 }

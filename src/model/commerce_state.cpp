@@ -1,15 +1,15 @@
-#include <oe/commands/commerce_state.hpp>
+#include <oe/model/commerce_state.hpp>
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
-#include <oe/commands/config_keys.hpp>
 #include <oe/inventory/inventory.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/invariant.hpp>
+#include <oe/model/config_keys.hpp>
 
-namespace oe::commands {
+namespace oe::model {
 
 namespace {
 
@@ -277,6 +277,15 @@ bool CommerceState::has_warehouse(std::string_view id) const {
     return warehouses_.find(id) != warehouses_.end();
 }
 
+std::vector<std::string> CommerceState::product_skus() const {
+    std::vector<std::string> skus;
+    skus.reserve(products_.size());
+    for (const auto& [sku, product] : products_) {
+        skus.push_back(sku);
+    }
+    return skus;
+}
+
 std::vector<const routing::Warehouse*> CommerceState::warehouses() const {
     std::vector<const routing::Warehouse*> all;
     all.reserve(warehouses_.size());
@@ -320,4 +329,4 @@ std::int64_t CommerceState::available(std::string_view sku, std::string_view war
                                 p != nullptr ? p->buffer_qty : 0);
 }
 
-}  // namespace oe::commands
+}  // namespace oe::model

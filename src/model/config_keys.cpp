@@ -1,10 +1,10 @@
-#include <oe/commands/config_keys.hpp>
+#include <oe/model/config_keys.hpp>
 
 #include <charconv>
 
 #include <fmt/format.h>
 
-namespace oe::commands {
+namespace oe::model {
 
 namespace {
 
@@ -110,4 +110,4 @@ events::ConfigValue wire_value(const ConfigKeySpec& spec, std::int64_t number) {
     return format_decimal2(number);
 }
 
-}  // namespace oe::commands
+}  // namespace oe::model

@@ -10,14 +10,15 @@
 #include <fmt/format.h>
 
 #include <oe/commands/command_service.hpp>
-#include <oe/commands/config_keys.hpp>
 #include <oe/events/events.hpp>
 #include <oe/kernel/time.hpp>
+#include <oe/model/config_keys.hpp>
 
 #include "support/test_database.hpp"
 
 using namespace oe;
 using namespace oe::commands;
+using namespace oe::model;
 using oe::test::TestDatabase;
 
 namespace {

@@ -289,8 +289,9 @@ TEST_SUITE("event store conformance") {
         auto store = db.open();
         CHECK(store->load_checkpoint("credit") == 0);
         store->commit_projection("credit", 0, 5, [](SqlTx& tx) {
-            tx.exec("CREATE TABLE rm_credit (partner_id TEXT PRIMARY KEY, exposure_idr BIGINT)");
-            tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
+            tx.exec(
+                "CREATE TABLE test_read_model (partner_id TEXT PRIMARY KEY, exposure_idr BIGINT)");
+            tx.exec("INSERT INTO test_read_model (partner_id, exposure_idr) VALUES ($1, $2)",
                     {std::string("P-1"), std::int64_t{1500}});
         });
         CHECK(store->load_checkpoint("credit") == 5);
@@ -301,22 +302,23 @@ TEST_SUITE("event store conformance") {
                 store->commit_projection("credit", 5, 9,
                                          [](SqlTx& tx) {
                                              tx.exec(
-                                                 "UPDATE rm_credit SET exposure_idr = $1 "
+                                                 "UPDATE test_read_model SET exposure_idr = $1 "
                                                  "WHERE partner_id = $2",
                                                  {std::int64_t{99}, std::string("P-1")});
                                              throw std::runtime_error("crash mid-batch");
                                          }),
                 std::runtime_error);
             CHECK(store->load_checkpoint("credit") == 5);
-            CHECK(db.query_raw("SELECT exposure_idr FROM rm_credit WHERE partner_id = 'P-1'") ==
-                  "1500");
+            CHECK(
+                db.query_raw("SELECT exposure_idr FROM test_read_model WHERE partner_id = 'P-1'") ==
+                "1500");
         }
         SUBCASE("reads inside the transaction see its own writes, with NULLs as nothing") {
             store->commit_projection("credit", 5, 6, [](SqlTx& tx) {
-                tx.exec("INSERT INTO rm_credit (partner_id, exposure_idr) VALUES ($1, $2)",
+                tx.exec("INSERT INTO test_read_model (partner_id, exposure_idr) VALUES ($1, $2)",
                         {std::string("P-2"), nullptr});
-                const auto rows =
-                    tx.query("SELECT partner_id, exposure_idr FROM rm_credit ORDER BY partner_id");
+                const auto rows = tx.query(
+                    "SELECT partner_id, exposure_idr FROM test_read_model ORDER BY partner_id");
                 REQUIRE(rows.size() == 2);
                 CHECK(rows[0][1] == std::optional<std::string>("1500"));
                 CHECK_FALSE(rows[1][1].has_value());
@@ -347,9 +349,11 @@ TEST_SUITE("event store conformance") {
             CHECK_THROWS_AS(
                 store->commit_projection(
                     "credit", 5, 6,
-                    [](SqlTx& tx) { tx.exec("DELETE FROM rm_credit; DELETE FROM rm_credit"); }),
+                    [](SqlTx& tx) {
+                        tx.exec("DELETE FROM test_read_model; DELETE FROM test_read_model");
+                    }),
                 StoreError);
-            CHECK(db.query_raw("SELECT COUNT(*) FROM rm_credit") == "1");
+            CHECK(db.query_raw("SELECT COUNT(*) FROM test_read_model") == "1");
         }
     }
 

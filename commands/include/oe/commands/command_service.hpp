@@ -5,8 +5,8 @@
 #include <vector>
 
 #include <oe/commands/commands.hpp>
-#include <oe/commands/commerce_state.hpp>
 #include <oe/kernel/event_store.hpp>
+#include <oe/model/commerce_state.hpp>
 
 namespace oe::commands {
 

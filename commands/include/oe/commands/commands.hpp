@@ -7,12 +7,18 @@
 #include <string_view>
 #include <vector>
 
-#include <oe/commands/commerce_state.hpp>
 #include <oe/events/events.hpp>
 #include <oe/kernel/event.hpp>
 #include <oe/kernel/result.hpp>
+#include <oe/model/commerce_state.hpp>
 
 namespace oe::commands {
+
+using model::CommerceState;
+using model::OrderLine;
+using model::OrderState;
+using model::PartnerState;
+using model::ProductState;
 
 /// Limits on command input (SPEC §6), units last.
 namespace limits {

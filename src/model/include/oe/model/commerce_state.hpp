@@ -14,7 +14,7 @@
 #include <oe/pricing/pricing.hpp>
 #include <oe/routing/routing.hpp>
 
-namespace oe::commands {
+namespace oe::model {
 
 struct PartnerState {
     std::string name;
@@ -72,6 +72,8 @@ class CommerceState final : public DecisionState {
     [[nodiscard]] const ProductState* product(std::string_view sku) const;
     [[nodiscard]] const OrderState* order(std::string_view id) const;
     [[nodiscard]] bool has_warehouse(std::string_view id) const;
+    /// Every registered SKU, in order.
+    [[nodiscard]] std::vector<std::string> product_skus() const;
     [[nodiscard]] std::vector<const routing::Warehouse*> warehouses() const;
 
     /// The current numeric value of a config key (hundredths for decimal keys), defaults
@@ -127,4 +129,4 @@ class CommerceState final : public DecisionState {
     std::int64_t config_position_ = 0;
 };
 
-}  // namespace oe::commands
+}  // namespace oe::model

@@ -10,7 +10,7 @@
 #include <oe/events/tier.hpp>
 #include <oe/kernel/result.hpp>
 
-namespace oe::commands {
+namespace oe::model {
 
 /// How a config value is typed on the wire (SPEC §5): int keys are JSON numbers, decimal keys
 /// are strings with exactly two decimals ("1.50").
@@ -46,4 +46,4 @@ struct ConfigKeySpec {
 /// The wire value of `number` for the key (a number, or a two-decimal string).
 [[nodiscard]] events::ConfigValue wire_value(const ConfigKeySpec& spec, std::int64_t number);
 
-}  // namespace oe::commands
+}  // namespace oe::model

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <oe/events/events.hpp>
+#include <oe/kernel/event_store.hpp>
+#include <oe/model/commerce_state.hpp>
+
+namespace oe::projections {
+
+/// A read model kept from the global log. The runner folds every event into one shared
+/// model::CommerceState first (the same fold decisions use, so what users read and what
+/// commands decide never disagree), then lets each projection observe the events past its
+/// checkpoint, then asks it to write what changed in the transaction that moves its checkpoint.
+class Projection {
+  public:
+    virtual ~Projection() = default;
+
+    /// The checkpoint name: "pricing", "credit", "stock", "orders", "system_config", …
+    [[nodiscard]] virtual std::string_view name() const = 0;
+
+    /// Notes what `event` changes. `state` has already applied it.
+    virtual void observe(const RecordedEvent& event, const events::DomainEvent& decoded,
+                         const model::CommerceState& state) = 0;
+
+    /// Writes every row noted since the last flush, as `state` has them now, then forgets them.
+    virtual void flush(SqlTx& tx, const model::CommerceState& state) = 0;
+
+    /// Forgets what was noted (the transaction that would have written it failed).
+    virtual void discard() = 0;
+};
+
+/// The read models of SPEC §1: partners (directory), pricing, credit, stock, orders and
+/// system_config, in that order.
+[[nodiscard]] std::vector<std::unique_ptr<Projection>> make_read_models();
+
+}  // namespace oe::projections

@@ -1,0 +1,431 @@
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <oe/kernel/json_text.hpp>
+#include <oe/kernel/time.hpp>
+#include <oe/model/config_keys.hpp>
+#include <oe/pricing/pricing.hpp>
+#include <oe/projections/projection.hpp>
+
+namespace oe::projections {
+
+namespace {
+
+using model::CommerceState;
+
+template <typename T>
+const T* as(const events::DomainEvent& e) {
+    return std::get_if<T>(&e);
+}
+
+std::string iso_or_null(std::int64_t us) {
+    return us == 0 ? std::string() : format_iso8601_us(us);
+}
+
+SqlValue text_or_null(const std::string& text) {
+    return text.empty() ? SqlValue{nullptr} : SqlValue{text};
+}
+
+/// partners and warehouses: the identity lookups (tier and region of a partner).
+class DirectoryProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "partners"; }
+
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
+                 const CommerceState&) override {
+        if (const auto* p = as<events::PartnerRegistered>(e)) {
+            partners_.insert(p->partner_id);
+        } else if (const auto* d = as<events::PartnerDetailsChanged>(e)) {
+            partners_.insert(d->partner_id);
+        } else if (const auto* t = as<events::PartnerTierChanged>(e)) {
+            partners_.insert(t->partner_id);
+        } else if (const auto* w = as<events::WarehouseRegistered>(e)) {
+            std::string sla = "{";
+            for (const auto& [region, hours] : w->sla_hours) {
+                if (sla.size() > 1) {
+                    sla.push_back(',');
+                }
+                append_json_string(sla, region);
+                sla += fmt::format(":{}", hours);
+            }
+            sla.push_back('}');
+            warehouses_[w->warehouse_id] = std::move(sla);
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        for (const auto& id : partners_) {
+            const auto* p = state.partner(id);
+            tx.exec(
+                "INSERT INTO rm_partners (partner_id, name, tier, region) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (partner_id) DO UPDATE SET name = excluded.name, "
+                "tier = excluded.tier, region = excluded.region",
+                {id, p->name, std::string(events::to_string(p->tier)), p->region});
+        }
+        for (const auto& [id, sla] : warehouses_) {
+            tx.exec(
+                "INSERT INTO rm_warehouses (warehouse_id, sla_hours) VALUES ($1, $2) "
+                "ON CONFLICT (warehouse_id) DO UPDATE SET sla_hours = excluded.sla_hours",
+                {id, sla});
+        }
+        discard();
+    }
+
+    void discard() override {
+        partners_.clear();
+        warehouses_.clear();
+    }
+
+  private:
+    std::set<std::string> partners_;
+    std::map<std::string, std::string> warehouses_;
+};
+
+/// pricing: the price list per tier; a tier change reprices every SKU of that tier.
+class PricingProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "pricing"; }
+
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
+                 const CommerceState&) override {
+        if (const auto* p = as<events::ProductRegistered>(e)) {
+            skus_.insert(p->sku);
+        } else if (const auto* c = as<events::ProductPriceChanged>(e)) {
+            skus_.insert(c->sku);
+        } else if (const auto* t = as<events::TierConfigChanged>(e)) {
+            tiers_.insert(t->tier);
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        for (const auto tier : tiers_) {
+            for (const auto& sku : state.product_skus()) {
+                write(tx, state, tier, sku);
+            }
+        }
+        for (const auto& sku : skus_) {
+            for (const auto tier : events::all_tiers) {
+                if (tiers_.count(tier) == 0) {
+                    write(tx, state, tier, sku);
+                }
+            }
+        }
+        discard();
+    }
+
+    void discard() override {
+        skus_.clear();
+        tiers_.clear();
+    }
+
+  private:
+    static void write(SqlTx& tx, const CommerceState& state, events::Tier tier,
+                      const std::string& sku) {
+        const auto* product = state.product(sku);
+        const auto terms = state.terms(tier);
+        tx.exec(
+            "INSERT INTO rm_pricing (tier, sku, name, base_price, unit_price, discount_bps, "
+            "loyalty_multiplier) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tier, sku) DO "
+            "UPDATE SET name = excluded.name, base_price = excluded.base_price, "
+            "unit_price = excluded.unit_price, discount_bps = excluded.discount_bps, "
+            "loyalty_multiplier = excluded.loyalty_multiplier",
+            {std::string(events::to_string(tier)), sku, product->name, product->base_price_idr,
+             pricing::unit_price_idr(product->base_price_idr, terms.discount_bps),
+             std::int64_t{terms.discount_bps},
+             model::format_decimal2(terms.loyalty_multiplier_hundredths)});
+    }
+
+    std::set<std::string> skus_;
+    std::set<events::Tier> tiers_;
+};
+
+/// The partner an order event is about, from the state (order events carry only the id).
+std::string partner_of(const events::DomainEvent& e, const CommerceState& state) {
+    return std::visit(
+        [&](const auto& event) -> std::string {
+            using T = std::decay_t<decltype(event)>;
+            if constexpr (requires { event.partner_id; }) {
+                return event.partner_id;
+            } else if constexpr (requires { event.order_id; }) {
+                const auto* order = state.order(event.order_id);
+                return order != nullptr ? order->partner_id : std::string();
+            } else {
+                (void)sizeof(T);
+                return {};
+            }
+        },
+        e);
+}
+
+/// credit: limit, ERP debt, open orders and available credit per partner.
+class CreditProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "credit"; }
+
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
+                 const CommerceState& state) override {
+        if (as<events::PartnerDetailsChanged>(e) != nullptr ||
+            as<events::PartnerTierChanged>(e) != nullptr) {
+            return;
+        }
+        auto partner = partner_of(e, state);
+        if (!partner.empty()) {
+            partners_.insert(std::move(partner));
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        for (const auto& id : partners_) {
+            const auto* p = state.partner(id);
+            const auto position = state.credit_position(*p);
+            tx.exec(
+                "INSERT INTO rm_credit (partner_id, credit_limit, erp_debt, open_orders_total, "
+                "available_credit, debt_synced_at) VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (partner_id) DO UPDATE SET credit_limit = excluded.credit_limit, "
+                "erp_debt = excluded.erp_debt, open_orders_total = excluded.open_orders_total, "
+                "available_credit = excluded.available_credit, "
+                "debt_synced_at = excluded.debt_synced_at",
+                {id, position.credit_limit_idr, position.erp_debt_idr,
+                 position.open_orders_total_idr, position.available_idr(),
+                 text_or_null(iso_or_null(p->debt_synced_at_us))});
+        }
+        discard();
+    }
+
+    void discard() override { partners_.clear(); }
+
+  private:
+    std::set<std::string> partners_;
+};
+
+/// stock: on hand, reserved, buffer and available per SKU × warehouse.
+class StockProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "stock"; }
+
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
+                 const CommerceState& state) override {
+        if (const auto* s = as<events::StockLevelsSynced>(e)) {
+            for (const auto& level : s->levels) {
+                rows_.emplace(level.sku, level.warehouse_id);
+            }
+        } else if (const auto* r = as<events::OrderRouted>(e)) {
+            for (const auto& line : r->lines) {
+                rows_.emplace(line.sku, r->warehouse_id);
+            }
+        } else if (const auto* p = as<events::ProductRegistered>(e)) {
+            skus_.insert(p->sku);
+        } else {
+            std::visit(
+                [&](const auto& event) {
+                    if constexpr (requires { event.order_id; }) {
+                        const auto* order = state.order(event.order_id);
+                        if (order != nullptr && !order->warehouse_id.empty()) {
+                            for (const auto& line : order->lines) {
+                                rows_.emplace(line.sku, order->warehouse_id);
+                            }
+                        }
+                    }
+                },
+                e);
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        for (const auto& sku : skus_) {
+            for (const auto* warehouse : state.warehouses()) {
+                if (state.stock(sku, warehouse->warehouse_id) != nullptr) {
+                    rows_.emplace(sku, warehouse->warehouse_id);
+                }
+            }
+        }
+        for (const auto& [sku, warehouse] : rows_) {
+            const auto* row = state.stock(sku, warehouse);
+            const auto* product = state.product(sku);
+            tx.exec(
+                "INSERT INTO rm_stock (sku, warehouse_id, on_hand, reserved, buffer_qty, "
+                "available, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku, "
+                "warehouse_id) DO UPDATE SET on_hand = excluded.on_hand, reserved = "
+                "excluded.reserved, buffer_qty = excluded.buffer_qty, available = "
+                "excluded.available, as_of = excluded.as_of",
+                {sku, warehouse, row != nullptr ? row->on_hand : 0,
+                 row != nullptr ? row->reserved : 0, product != nullptr ? product->buffer_qty : 0,
+                 state.available(sku, warehouse),
+                 text_or_null(iso_or_null(row != nullptr ? row->as_of_us : 0))});
+        }
+        discard();
+    }
+
+    void discard() override {
+        rows_.clear();
+        skus_.clear();
+    }
+
+  private:
+    std::set<std::pair<std::string, std::string>> rows_;
+    std::set<std::string> skus_;
+};
+
+/// orders: the order view of SPEC §6, written event by event.
+class OrdersProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "orders"; }
+
+    void observe(const RecordedEvent& r, const events::DomainEvent& e,
+                 const CommerceState&) override {
+        if (const auto* p = as<events::OrderPlaced>(e)) {
+            std::string lines = "[";
+            for (const auto& line : p->lines) {
+                if (lines.size() > 1) {
+                    lines.push_back(',');
+                }
+                lines += "{\"sku\":";
+                append_json_string(lines, line.sku);
+                lines += fmt::format(
+                    ",\"qty\":{},\"base_price\":{},\"unit_price\":{},\"discount_bps\":{},"
+                    "\"line_total\":{}}}",
+                    line.qty, line.base_price_idr, line.unit_price_idr, line.discount_bps,
+                    line.line_total_idr);
+            }
+            lines.push_back(']');
+            pending_.push_back(
+                {"INSERT INTO rm_orders (order_id, partner_id, status, tier, lines, subtotal, "
+                 "loyalty_points, warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
+                 "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, $9, "
+                 "NULL, $10)",
+                 {p->order_id, p->partner_id, std::string(events::to_string(p->tier)), lines,
+                  p->subtotal_idr, p->loyalty_points, format_iso8601_us(r.recorded_at_us),
+                  p->placed_by, text_or_null(p->on_behalf_of), r.global_position}});
+        } else if (const auto* h = as<events::OrderCreditHeld>(e)) {
+            status(h->order_id, "credit_hold");
+        } else if (const auto* released = as<events::OrderCreditReleased>(e)) {
+            status(released->order_id, "placed");
+        } else if (const auto* routed = as<events::OrderRouted>(e)) {
+            pending_.push_back({"UPDATE rm_orders SET warehouse = $2 WHERE order_id = $1",
+                                {routed->order_id, routed->warehouse_id}});
+        } else if (const auto* c = as<events::OrderCancelled>(e)) {
+            status(c->order_id, "cancelled");
+        } else if (const auto* s = as<events::OrderSentToErp>(e)) {
+            status(s->order_id, "sent_to_erp");
+        } else if (const auto* a = as<events::OrderAcceptedByErp>(e)) {
+            pending_.push_back(
+                {"UPDATE rm_orders SET status = 'erp_accepted', erp_order_ref = "
+                 "$2 WHERE order_id = $1",
+                 {a->order_id, a->erp_order_ref}});
+        } else if (const auto* rejected = as<events::OrderRejectedByErp>(e)) {
+            status(rejected->order_id, "erp_rejected");
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState&) override {
+        for (const auto& [sql, params] : pending_) {
+            tx.exec(sql, params);
+        }
+        discard();
+    }
+
+    void discard() override { pending_.clear(); }
+
+  private:
+    void status(const std::string& order_id, const char* value) {
+        pending_.push_back({"UPDATE rm_orders SET status = $2 WHERE order_id = $1",
+                            {order_id, std::string(value)}});
+    }
+
+    std::vector<std::pair<std::string, std::vector<SqlValue>>> pending_;
+};
+
+/// system_config: key, value, version, updated_by, updated_at (SPEC §5); defaults included.
+class SystemConfigProjection final : public Projection {
+  public:
+    std::string_view name() const override { return "system_config"; }
+
+    void observe(const RecordedEvent& r, const events::DomainEvent& e,
+                 const CommerceState&) override {
+        std::string actor;
+        try {
+            actor = EventMetadata::from_json(r.metadata).actor;
+        } catch (const std::invalid_argument&) {
+            actor.clear();  // Unreadable metadata shows as an unknown author, not an outage.
+        }
+        const Change change{actor, r.recorded_at_us};
+        if (const auto* t = as<events::TierConfigChanged>(e)) {
+            changes_[model::tier_discount_key(t->tier)] = change;
+            changes_[model::tier_multiplier_key(t->tier)] = change;
+        } else if (const auto* c = as<events::SystemConfigChanged>(e)) {
+            changes_[c->key] = change;
+        } else if (const auto* reset = as<events::SystemConfigReset>(e)) {
+            changes_[reset->key] = change;
+        }
+    }
+
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        if (!defaults_written_) {
+            for (const auto& spec : model::config_keys()) {
+                tx.exec(
+                    "INSERT INTO rm_system_config (key, value, version, updated_by, updated_at) "
+                    "VALUES ($1, $2, 0, NULL, NULL) ON CONFLICT (key) DO NOTHING",
+                    {spec.key, value_json(spec, spec.default_value)});
+            }
+            defaults_written_ = true;
+        }
+        for (const auto& [key, change] : changes_) {
+            const auto* spec = model::find_config_key(key);
+            const std::int64_t version = state.config_version(key);
+            if (version == 0) {
+                continue;  // A tier change that left this sibling key as it was.
+            }
+            tx.exec(
+                "INSERT INTO rm_system_config (key, value, version, updated_by, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET value = "
+                "excluded.value, version = excluded.version, updated_by = excluded.updated_by, "
+                "updated_at = excluded.updated_at",
+                {key, value_json(*spec, state.config(key)), version, text_or_null(change.actor),
+                 format_iso8601_us(change.at_us)});
+        }
+        changes_.clear();
+    }
+
+    void discard() override {
+        changes_.clear();
+        defaults_written_ = false;
+    }
+
+  private:
+    struct Change {
+        std::string actor;
+        std::int64_t at_us = 0;
+    };
+
+    /// The value as JSON: a number, or a two-decimal string.
+    static std::string value_json(const model::ConfigKeySpec& spec, std::int64_t number) {
+        if (spec.type == model::ConfigType::integer) {
+            return std::to_string(number);
+        }
+        std::string out;
+        append_json_string(out, model::format_decimal2(number));
+        return out;
+    }
+
+    std::map<std::string, Change> changes_;
+    bool defaults_written_ = false;
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Projection>> make_read_models() {
+    std::vector<std::unique_ptr<Projection>> all;
+    all.push_back(std::make_unique<DirectoryProjection>());
+    all.push_back(std::make_unique<PricingProjection>());
+    all.push_back(std::make_unique<CreditProjection>());
+    all.push_back(std::make_unique<StockProjection>());
+    all.push_back(std::make_unique<OrdersProjection>());
+    all.push_back(std::make_unique<SystemConfigProjection>());
+    return all;
+}
+
+}  // namespace oe::projections

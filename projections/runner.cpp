@@ -1,0 +1,146 @@
+#include <oe/projections/runner.hpp>
+
+#include <algorithm>
+
+#include <oe/kernel/log.hpp>
+
+namespace oe::projections {
+
+namespace {
+
+constexpr std::size_t batch_events_max = 2'000;
+
+}  // namespace
+
+ProjectionRunner::ProjectionRunner(EventStore& store,
+                                   std::vector<std::unique_ptr<Projection>> projections)
+    : store_(store), projections_(std::move(projections)) {
+    restart();
+}
+
+ProjectionRunner::~ProjectionRunner() {
+    stop();
+}
+
+void ProjectionRunner::restart() {
+    // The shared state is rebuilt from the start of the log; projections observe only what
+    // lies past their own checkpoint.
+    state_.clear();
+    for (auto& projection : projections_) {
+        projection->discard();
+    }
+    std::vector<std::int64_t> positions;
+    positions.reserve(projections_.size());
+    for (const auto& projection : projections_) {
+        positions.push_back(store_.load_checkpoint(projection->name()));
+    }
+    {
+        std::lock_guard lock(mutex_);
+        positions_ = std::move(positions);
+    }
+    subscription_ = std::make_unique<CatchUpSubscription>(store_, 0, batch_events_max);
+}
+
+bool ProjectionRunner::step(std::chrono::milliseconds wait) {
+    std::lock_guard one_at_a_time(step_mutex_);
+    auto batch = subscription_->next(wait);
+    if (batch.empty()) {
+        return false;
+    }
+    const std::int64_t to = batch.back().global_position;
+    std::vector<std::int64_t> from;
+    {
+        std::lock_guard lock(mutex_);
+        from = positions_;
+    }
+    for (const auto& event : batch) {
+        state_.apply(event);
+        auto decoded = events::decode(event);
+        if (!decoded.ok()) {
+            continue;  // Not ours (the state already refused a corrupt event of ours).
+        }
+        for (std::size_t i = 0; i < projections_.size(); ++i) {
+            if (event.global_position > from[i]) {
+                projections_[i]->observe(event, decoded.value(), state_);
+            }
+        }
+    }
+    for (std::size_t i = 0; i < projections_.size(); ++i) {
+        if (from[i] >= to) {
+            continue;
+        }
+        auto& projection = *projections_[i];
+        std::int64_t reached = to;
+        try {
+            store_.commit_projection(projection.name(), from[i], to,
+                                     [&](SqlTx& tx) { projection.flush(tx, state_); });
+        } catch (const CheckpointConflict&) {
+            // Another instance applied these events first; carry on from where it stands.
+            projection.discard();
+            reached = store_.load_checkpoint(projection.name());
+        }
+        std::lock_guard lock(mutex_);
+        positions_[i] = reached;
+    }
+    advanced_.notify_all();
+    return true;
+}
+
+std::int64_t ProjectionRunner::catch_up() {
+    while (step(std::chrono::milliseconds(0))) {
+    }
+    std::lock_guard lock(mutex_);
+    return positions_.empty() ? 0 : *std::min_element(positions_.begin(), positions_.end());
+}
+
+void ProjectionRunner::start() {
+    stopping_ = false;
+    thread_ = std::thread([this] {
+        while (!stopping_.load()) {
+            try {
+                step(std::chrono::milliseconds(500));
+            } catch (const std::exception& e) {
+                // A failed commit: the state and what projections had noted are no longer in
+                // step with the checkpoints. Start over from the stored checkpoints.
+                log(LogLevel::error, "projection batch failed; restarting from checkpoints",
+                    {{"error", e.what()}});
+                std::this_thread::sleep_for(std::chrono::milliseconds(500));
+                try {
+                    std::lock_guard one_at_a_time(step_mutex_);
+                    restart();
+                } catch (const std::exception& again) {
+                    log(LogLevel::error, "projection restart failed", {{"error", again.what()}});
+                }
+            }
+        }
+    });
+}
+
+void ProjectionRunner::stop() {
+    stopping_ = true;
+    if (subscription_) {
+        subscription_->stop();
+    }
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+bool ProjectionRunner::wait_for(std::int64_t position, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return advanced_.wait_for(lock, timeout, [&] {
+        return std::all_of(positions_.begin(), positions_.end(),
+                           [&](std::int64_t p) { return p >= position; });
+    });
+}
+
+std::map<std::string, std::int64_t> ProjectionRunner::checkpoints() const {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, std::int64_t> out;
+    for (std::size_t i = 0; i < projections_.size(); ++i) {
+        out[std::string(projections_[i]->name())] = positions_[i];
+    }
+    return out;
+}
+
+}  // namespace oe::projections
