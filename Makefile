@@ -22,7 +22,7 @@ build: bootstrap
 
 run: build
 	@echo "orderengine: serving on http://127.0.0.1:$(PORT) (DATABASE_URL=$(DATABASE_URL)); Ctrl-C stops"
-	@DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) $(ORDERENGINE) serve
+	@DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) $(ORDERENGINE) serve --demo
 
 asan-build: bootstrap
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOE_SANITIZE=ON -Wno-dev \

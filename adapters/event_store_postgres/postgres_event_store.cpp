@@ -474,6 +474,16 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
+    std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
+        return with_reader("querying a read model", [&](pqxx::connection& conn) {
+            pqxx::work tx(conn);
+            PgTx reader(tx);
+            auto rows = reader.query(sql, params);
+            tx.commit();
+            return rows;
+        });
+    }
+
     std::string_view backend_name() const override { return "postgresql"; }
 
   private:

@@ -280,6 +280,12 @@ class SqliteEventStore final : public EventStore {
         }
     }
 
+    std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
+        auto reader = lease();
+        SqliteTx tx(reader->db);
+        return tx.query(sql, params);
+    }
+
     std::string_view backend_name() const override { return "sqlite"; }
 
   private:

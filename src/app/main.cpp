@@ -9,10 +9,14 @@
 
 #include <fmt/format.h>
 
+#include <oe/app/demo.hpp>
 #include <oe/app/store_factory.hpp>
+#include <oe/commands/command_service.hpp>
 #include <oe/http/server.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/time.hpp>
+#include <oe/projections/runner.hpp>
 
 namespace {
 
@@ -22,7 +26,9 @@ constexpr const char* default_database_url = "sqlite://./data/orderengine.db";
 
 constexpr const char* usage =
     "usage: orderengine <command> [options]\n"
-    "  serve [--port P] [--no-migrate]   run the HTTP API (DATABASE_URL, PORT)\n"
+    "  serve [--port P] [--no-migrate] [--demo]\n"
+    "                                    run the HTTP API (DATABASE_URL, PORT);\n"
+    "                                    --demo loads demo data into an empty store\n"
     "  migrate                           apply pending schema migrations and exit\n"
     "environment: DATABASE_URL (default sqlite://./data/orderengine.db),\n"
     "             MIGRATION_DATABASE_URL (owner role for migrations, PostgreSQL), PORT\n";
@@ -55,6 +61,28 @@ oe::http::Response json(int status, std::string body) {
     return response;
 }
 
+/// 200 when the store answers and every projection is less than 5 s behind the log.
+oe::http::Response readiness(oe::EventStore& store, oe::projections::ProjectionRunner& runner) {
+    constexpr std::int64_t lag_us_max = 5'000'000;
+    try {
+        std::int64_t slowest = INT64_MAX;
+        for (const auto& [name, position] : runner.checkpoints()) {
+            slowest = std::min(slowest, position);
+        }
+        const auto pending = store.read_all(slowest == INT64_MAX ? 0 : slowest, 1);
+        const std::int64_t lag_us =
+            pending.empty() ? 0
+                            : std::max<std::int64_t>(0, oe::now_us() - pending[0].recorded_at_us);
+        if (lag_us >= lag_us_max) {
+            return json(503, fmt::format(R"({{"status":"projections_lagging","lag_ms":{}}})",
+                                         lag_us / 1000));
+        }
+        return json(200, fmt::format(R"({{"status":"ready","lag_ms":{}}})", lag_us / 1000));
+    } catch (const oe::StoreError&) {
+        return json(503, R"({"status":"store_unavailable"})");
+    }
+}
+
 int run_migrate(const std::vector<std::string>& args) {
     if (!args.empty()) {
         std::cerr << "orderengine migrate: unexpected argument '" << args.front() << "'\n";
@@ -68,6 +96,7 @@ int run_migrate(const std::vector<std::string>& args) {
 
 int run_serve(const std::vector<std::string>& args) {
     bool migrate = true;
+    bool demo = false;
     std::optional<std::uint16_t> port = parse_port(env_or("PORT", "8080"));
     if (!port) {
         std::cerr << "orderengine serve: PORT must be 0..65535\n";
@@ -76,6 +105,8 @@ int run_serve(const std::vector<std::string>& args) {
     for (std::size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--no-migrate") {
             migrate = false;
+        } else if (args[i] == "--demo") {
+            demo = true;
         } else if (args[i] == "--port" && i + 1 < args.size()) {
             port = parse_port(args[++i]);
             if (!port) {
@@ -95,20 +126,24 @@ int run_serve(const std::vector<std::string>& args) {
     }
     auto store = oe::app::open_store(url);
 
+    // The parts that run: the command side (write model) and the read models.
+    oe::commands::CommandService commands(*store);
+    if (demo && store->head_position() == 0) {
+        const auto applied = oe::app::load_demo_data(commands);
+        oe::log(oe::LogLevel::info, "demo data loaded", {{"commands", std::to_string(applied)}});
+    }
+    oe::projections::ProjectionRunner projections(*store, oe::projections::make_read_models());
+    projections.start();
+
     oe::http::ServerOptions options;
     options.port = *port;
-    oe::http::Server server(options, [&store](const oe::http::Request& request) {
+    oe::http::Server server(options, [&](const oe::http::Request& request) {
         const auto path = request.path();
         if (request.method == "GET" && path == "/health") {
             return json(200, R"({"status":"ok"})");
         }
         if (request.method == "GET" && path == "/ready") {
-            try {
-                (void)store->head_position();
-                return json(200, R"({"status":"ready"})");
-            } catch (const oe::StoreError&) {
-                return json(503, R"({"status":"unavailable"})");
-            }
+            return readiness(*store, projections);
         }
         return json(404, R"({"error":{"code":"not_found","message":"no such route"}})");
     });
@@ -117,6 +152,7 @@ int run_serve(const std::vector<std::string>& args) {
             {{"url", fmt::format("http://127.0.0.1:{}", server.port())},
              {"backend", std::string(store->backend_name())}});
     server.run_until_signal();
+    projections.stop();  // Commits the batch in progress; checkpoints are durable after this.
     oe::log(oe::LogLevel::info, "stopped");
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <boost/json.hpp>
 
 #include <oe/app/store_factory.hpp>
+#include <oe/kernel/event_bus.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/invariant.hpp>
 #include <oe/kernel/subscription.hpp>
@@ -355,6 +356,66 @@ TEST_SUITE("event store conformance") {
                 StoreError);
             CHECK(db.query_raw("SELECT COUNT(*) FROM test_read_model") == "1");
         }
+    }
+
+    TEST_CASE("event bus: committed events reach subscribers in order, rolled-back ones never") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        auto other_instance = db.open();
+        must_append(*store, {to("before", ExpectedVersion::any(), {event("Old")})});
+        EventBus bus(*store);
+        std::mutex mutex;
+        std::vector<std::string> placed;
+        std::vector<std::int64_t> everything;
+        bus.subscribe("OrderPlaced", [&](const RecordedEvent& e) {
+            std::lock_guard lock(mutex);
+            placed.push_back(e.stream_id);
+        });
+        bus.subscribe("", [&](const RecordedEvent& e) {
+            std::lock_guard lock(mutex);
+            everything.push_back(e.global_position);
+            if (e.type == "Poison") {
+                throw std::runtime_error("a faulty subscriber");
+            }
+        });
+        bus.start();  // From the head: "Old" is not delivered.
+        must_append(*store, {to("order-1", ExpectedVersion::any(), {event("OrderPlaced")})});
+        must_append(*other_instance, {to("x", ExpectedVersion::any(), {event("Poison")})});
+        // A transaction that writes and rolls back, bypassing the store.
+        const std::string rolled_back =
+            backend == oe::test::Backend::postgresql
+                ? "BEGIN; SELECT * FROM oe_append_batch(ARRAY[2], ARRAY[2], ARRAY['order-ghost'], "
+                  "ARRAY[-1]::bigint[], ARRAY[1], ARRAY['OrderPlaced'], ARRAY[1], "
+                  "ARRAY['{}']::json[], ARRAY['{}']::json[]); ROLLBACK;"
+                : "BEGIN; INSERT INTO oe_events VALUES (99, 'order-ghost', 1, 'OrderPlaced', 1, "
+                  "'{}', '{}', 0); ROLLBACK;";
+        CHECK_FALSE(db.exec_raw(rolled_back).has_value());
+        must_append(*store, {to("order-2", ExpectedVersion::any(), {event("OrderPlaced")})});
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (bus.position() < 4 && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        bus.stop();
+        std::lock_guard lock(mutex);
+        CHECK(placed == std::vector<std::string>{"order-1", "order-2"});
+        CHECK(everything == std::vector<std::int64_t>{2, 3, 4});
+    }
+
+    TEST_CASE("query reads what projections committed, with parameters and NULLs") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        store->commit_projection("q", 0, 1, [](SqlTx& tx) {
+            tx.exec("CREATE TABLE test_query (k TEXT PRIMARY KEY, n BIGINT)");
+            tx.exec("INSERT INTO test_query (k, n) VALUES ($1, $2), ($3, $4)",
+                    {std::string("a"), std::int64_t{1}, std::string("b"), nullptr});
+        });
+        const auto rows = store->query("SELECT k, n FROM test_query WHERE k >= $1 ORDER BY k",
+                                       {std::string("a")});
+        REQUIRE(rows.size() == 2);
+        CHECK(rows[0][0] == std::optional<std::string>("a"));
+        CHECK(rows[0][1] == std::optional<std::string>("1"));
+        CHECK_FALSE(rows[1][1].has_value());
+        CHECK_THROWS_AS((void)store->query("SELECT nope FROM nowhere"), StoreError);
     }
 
     TEST_CASE("concurrent first commits of a new projection: exactly one applies the batch") {

@@ -135,6 +135,11 @@ class EventStore {
                                    std::int64_t to_position,
                                    const std::function<void(SqlTx&)>& apply) = 0;
 
+    /// Reads read models: one portable SELECT ($1, $2, … placeholders), outside any write
+    /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
+    [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,
+                                                    const std::vector<SqlValue>& params = {}) = 0;
+
     /// Name of the backend ("sqlite" or "postgresql"), for logs and benchmarks.
     [[nodiscard]] virtual std::string_view backend_name() const = 0;
 };
