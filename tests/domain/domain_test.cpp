@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <oe/auth/identity.hpp>
 #include <oe/credit/credit.hpp>
 #include <oe/inventory/inventory.hpp>
 #include <oe/kernel/invariant.hpp>
@@ -111,6 +112,58 @@ TEST_SUITE("supply chain") {
         // A region no warehouse lists is not served, however much stock exists.
         CHECK_FALSE(routing::route({{"S-1", 1}}, "ID-PA", all, available));
         CHECK(routing::serving("ID-JB", all).front()->warehouse_id == "WH-BDG");
+    }
+
+}  // TEST_SUITE
+
+TEST_SUITE("identity") {
+    TEST_CASE("RBAC: the SPEC §6 permission table") {
+        using auth::Permission;
+        using auth::Role;
+        CHECK(auth::allows(Role::reseller, Permission::place_order));
+        CHECK(auth::allows(Role::agent, Permission::place_order));
+        CHECK_FALSE(auth::allows(Role::admin, Permission::place_order));
+        CHECK_FALSE(auth::allows(Role::finance, Permission::place_order));
+        CHECK(auth::allows(Role::admin, Permission::cancel_order));
+        CHECK_FALSE(auth::allows(Role::finance, Permission::cancel_order));
+        CHECK(auth::allows(Role::finance, Permission::release_credit_hold));
+        CHECK(auth::allows(Role::admin, Permission::release_credit_hold));
+        CHECK_FALSE(auth::allows(Role::agent, Permission::release_credit_hold));
+        CHECK(auth::allows(Role::finance, Permission::audit_orders));
+        CHECK_FALSE(auth::allows(Role::admin, Permission::audit_orders));
+        CHECK(auth::allows(Role::finance, Permission::view_config_history));
+        CHECK_FALSE(auth::allows(Role::finance, Permission::manage_config));
+        CHECK_FALSE(auth::allows(Role::reseller, Permission::read_events));
+        CHECK(auth::parse_role("agent") == Role::agent);
+        CHECK_FALSE(auth::parse_role("Admin"));
+    }
+
+    TEST_CASE("masquerade: agents act only for their partners; resellers only for themselves") {
+        const auth::Principal agent{"agent-1", auth::Role::agent, "", {"P-1", "P-2"}};
+        const auth::Principal reseller{"user-9", auth::Role::reseller, "P-9", {}};
+        const auth::Principal admin{"root", auth::Role::admin, "", {}};
+
+        auto as_p2 = auth::acting_for(agent, "P-2");
+        REQUIRE(as_p2.ok());
+        CHECK(as_p2.value().partner_id == "P-2");
+        CHECK(as_p2.value().actor == "agent-1");
+        CHECK(as_p2.value().on_behalf_of == "P-2");
+        CHECK(auth::acting_for(agent, "P-3").error() == auth::AuthRejected::not_your_partner);
+        CHECK(auth::acting_for(agent, std::nullopt).error() ==
+              auth::AuthRejected::partner_required);
+
+        auto self = auth::acting_for(reseller, std::nullopt);
+        REQUIRE(self.ok());
+        CHECK(self.value().partner_id == "P-9");
+        CHECK(self.value().on_behalf_of.empty());
+        CHECK(auth::acting_for(reseller, "P-1").error() == auth::AuthRejected::not_your_partner);
+        CHECK(auth::acting_for(admin, std::nullopt).error() == auth::AuthRejected::forbidden);
+
+        CHECK(auth::may_view_order(reseller, "P-9"));
+        CHECK_FALSE(auth::may_view_order(reseller, "P-1"));
+        CHECK(auth::may_view_order(agent, "P-1"));
+        CHECK_FALSE(auth::may_view_order(agent, "P-9"));
+        CHECK(auth::may_view_order(admin, "P-1"));
     }
 
 }  // TEST_SUITE

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <oe/auth/identity.hpp>
 #include <oe/commands/command_service.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/projections/runner.hpp>
@@ -107,6 +108,13 @@ TEST_SUITE("read models") {
         CHECK(db.query_raw("SELECT version FROM rm_system_config WHERE key = "
                            "'order.min_threshold_idr'") == "0");
         CHECK(db.query_raw("SELECT COUNT(*) FROM rm_partners") == "1");
+        // The identity lookup reads the partners read model.
+        const auth::PartnerDirectory directory(*store);
+        const auto profile = directory.find("P-1");
+        REQUIRE(profile);
+        CHECK(profile->tier == events::Tier::gold);
+        CHECK(profile->region == "ID-JK");
+        CHECK_FALSE(directory.find("P-NOBODY"));
 
         // A tier change reprices GOLD only, records who and when, and versions the key.
         ok(s, ChangeTierConfig{"GOLD", 2'000, "1.50"});
