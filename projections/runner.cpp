@@ -9,6 +9,7 @@ namespace oe::projections {
 namespace {
 
 constexpr std::size_t batch_events_max = 2'000;
+constexpr std::chrono::milliseconds conflict_backoff{100};
 
 }  // namespace
 
@@ -65,22 +66,30 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
             }
         }
     }
+    bool conflicted = false;
     for (std::size_t i = 0; i < projections_.size(); ++i) {
         if (from[i] >= to) {
             continue;
         }
         auto& projection = *projections_[i];
-        std::int64_t reached = to;
         try {
             store_.commit_projection(projection.name(), from[i], to,
                                      [&](SqlTx& tx) { projection.flush(tx, state_); });
         } catch (const CheckpointConflict&) {
-            // Another instance applied these events first; carry on from where it stands.
+            // Another instance moved this checkpoint. What we noted for (from, to] cannot be
+            // trusted against its new value (it may be anywhere in that range, or past it), so
+            // this projection must observe again from the stored checkpoint.
             projection.discard();
-            reached = store_.load_checkpoint(projection.name());
+            conflicted = true;
+            continue;
         }
         std::lock_guard lock(mutex_);
-        positions_[i] = reached;
+        positions_[i] = to;
+    }
+    if (conflicted) {
+        // Let the other instance get ahead, then start over from the stored checkpoints.
+        std::this_thread::sleep_for(conflict_backoff);
+        restart();
     }
     advanced_.notify_all();
     return true;
@@ -118,8 +127,12 @@ void ProjectionRunner::start() {
 
 void ProjectionRunner::stop() {
     stopping_ = true;
-    if (subscription_) {
-        subscription_->stop();
+    {
+        // A step may be replacing the subscription (restart); wait for it (≤ one batch).
+        std::lock_guard one_at_a_time(step_mutex_);
+        if (subscription_) {
+            subscription_->stop();
+        }
     }
     if (thread_.joinable()) {
         thread_.join();

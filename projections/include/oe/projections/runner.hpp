@@ -20,8 +20,10 @@ namespace oe::projections {
 
 /// Keeps projections up to date with the log: catch up, then follow live. Each projection has
 /// its own checkpoint, committed with its rows (EventStore::commit_projection), so a crash
-/// never applies an event twice or loses one; another instance that got there first makes a
-/// commit conflict, and the runner simply moves on from the stored checkpoint.
+/// never applies an event twice or loses one. Another instance that got there first makes a
+/// commit conflict; the runner then starts over from the stored checkpoints (rebuilding its
+/// state from the log), so no event is ever skipped. Two instances running projectors at once
+/// are correct but waste work; electing one runner per database is the ERP/worker issue's.
 class ProjectionRunner {
   public:
     ProjectionRunner(EventStore& store, std::vector<std::unique_ptr<Projection>> projections);
