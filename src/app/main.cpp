@@ -11,6 +11,7 @@
 
 #include <oe/app/demo.hpp>
 #include <oe/app/store_factory.hpp>
+#include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
 #include <oe/http/server.hpp>
 #include <oe/kernel/event_store.hpp>
@@ -30,6 +31,8 @@ constexpr const char* usage =
     "                                    run the HTTP API (DATABASE_URL, PORT);\n"
     "                                    --demo loads demo data into an empty store\n"
     "  migrate                           apply pending schema migrations and exit\n"
+    "  token --role R [--partner P] [--partners P1,P2] [--sub S] [--ttl-s N]\n"
+    "                                    mint a JWT for local use (AUTH_JWT_SECRET)\n"
     "environment: DATABASE_URL (default sqlite://./data/orderengine.db),\n"
     "             MIGRATION_DATABASE_URL (owner role for migrations, PostgreSQL), PORT\n";
 
@@ -81,6 +84,72 @@ oe::http::Response readiness(oe::EventStore& store, oe::projections::ProjectionR
     } catch (const oe::StoreError&) {
         return json(503, R"({"status":"store_unavailable"})");
     }
+}
+
+int run_token(const std::vector<std::string>& args) {
+    std::optional<oe::auth::Role> role;
+    oe::auth::Principal principal;
+    std::int64_t ttl_s = 24 * 3600;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const bool has_value = i + 1 < args.size();
+        if (args[i] == "--role" && has_value) {
+            role = oe::auth::parse_role(args[++i]);
+            if (!role) {
+                std::cerr << "orderengine token: --role must be reseller, agent, admin or "
+                             "finance\n";
+                return exit_usage;
+            }
+        } else if (args[i] == "--partner" && has_value) {
+            principal.partner_id = args[++i];
+        } else if (args[i] == "--partners" && has_value) {
+            std::string list = args[++i];
+            for (std::size_t start = 0; start <= list.size();) {
+                const auto comma = std::min(list.find(',', start), list.size());
+                if (comma > start) {
+                    principal.partners.push_back(list.substr(start, comma - start));
+                }
+                start = comma + 1;
+            }
+        } else if (args[i] == "--sub" && has_value) {
+            principal.subject = args[++i];
+        } else if (args[i] == "--ttl-s" && has_value) {
+            const auto& text = args[++i];
+            if (text.empty() || text.size() > 9 ||
+                text.find_first_not_of("0123456789") != std::string::npos || text == "0") {
+                std::cerr << "orderengine token: --ttl-s must be 1..999999999\n";
+                return exit_usage;
+            }
+            ttl_s = std::stoll(text);
+        } else {
+            std::cerr << "orderengine token: unknown option '" << args[i]
+                      << "' (see orderengine --help)\n";
+            return exit_usage;
+        }
+    }
+    if (!role) {
+        std::cerr << "orderengine token: --role is required\n";
+        return exit_usage;
+    }
+    principal.role = *role;
+    if (principal.role == oe::auth::Role::reseller && principal.partner_id.empty()) {
+        std::cerr << "orderengine token: a reseller token needs --partner\n";
+        return exit_usage;
+    }
+    if (principal.role == oe::auth::Role::agent && principal.partners.empty()) {
+        std::cerr << "orderengine token: an agent token needs --partners\n";
+        return exit_usage;
+    }
+    if (principal.subject.empty()) {
+        principal.subject = std::string(oe::auth::to_string(principal.role)) +
+                            (principal.partner_id.empty() ? "" : "-" + principal.partner_id);
+    }
+    const auto secret = env_optional("AUTH_JWT_SECRET");
+    if (!secret) {
+        std::cerr << "orderengine token: AUTH_JWT_SECRET is not set\n";
+        return exit_usage;
+    }
+    std::cout << oe::auth::mint_token(principal, *secret, oe::now_us() / 1'000'000 + ttl_s) << "\n";
+    return 0;
 }
 
 int run_migrate(const std::vector<std::string>& args) {
@@ -177,6 +246,9 @@ int main(int argc, char** argv) {
         }
         if (command == "migrate") {
             return run_migrate(args);
+        }
+        if (command == "token") {
+            return run_token(args);
         }
         std::cerr << "orderengine: unknown command '" << command << "' (see orderengine --help)\n";
         return exit_usage;

@@ -77,6 +77,23 @@ expect_fail "bad PORT exits 2" 2 "PORT must be" env DATABASE_URL="sqlite://$work
 expect_fail "serve --no-migrate on an empty database exits 2" 2 "migrate" \
     env DATABASE_URL="sqlite://$work/empty/none.db" "$bin" serve --no-migrate
 
+expect_fail "token without AUTH_JWT_SECRET exits 2" 2 "AUTH_JWT_SECRET" \
+    env -u AUTH_JWT_SECRET "$bin" token --role admin
+expect_fail "token with an unknown role exits 2" 2 "--role must be" \
+    env AUTH_JWT_SECRET=x "$bin" token --role boss
+expect_fail "reseller token without a partner exits 2" 2 "needs --partner" \
+    env AUTH_JWT_SECRET=x "$bin" token --role reseller
+token=$(AUTH_JWT_SECRET=x "$bin" token --role agent --partners P-1,P-2 --sub agent-9)
+payload=$(echo "$token" | cut -d. -f2 | tr '_-' '/+')
+while (( ${#payload} % 4 )); do payload="$payload="; done
+claims=$(echo "$payload" | base64 -d 2>/dev/null)
+if [[ $(echo "$token" | tr -cd '.' | wc -c) -eq 2 && "$claims" == *'"sub":"agent-9"'* &&
+      "$claims" == *'"partners":["P-1","P-2"]'* ]]; then
+    ok "token mints an HS256 JWT with the claims asked for"
+else
+    not_ok "token: $token / $claims"
+fi
+
 db="sqlite://$work/data/orderengine.db"
 if out=$(DATABASE_URL=$db "$bin" migrate 2>&1) && [[ "$out" == "schema at version "* ]]; then
     ok "migrate creates the SQLite database and its directory"
