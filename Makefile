@@ -44,6 +44,7 @@ test-fast: build lint
 
 bench: build
 	@scripts/with-test-services $(BUILD)/bench/event_store_bench
+	@scripts/with-test-services $(BUILD)/bench/commands_bench
 	@bench/startup_bench.sh $(ORDERENGINE)
 
 format:
