@@ -66,30 +66,35 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
             }
         }
     }
-    bool conflicted = false;
+    // Every projection that is behind moves in one transaction: one durable flush per batch,
+    // however many read models there are.
+    std::vector<CheckpointMove> moves;
+    std::vector<std::size_t> moving;
     for (std::size_t i = 0; i < projections_.size(); ++i) {
-        if (from[i] >= to) {
-            continue;
+        if (from[i] < to) {
+            moves.push_back({projections_[i]->name(), from[i], to});
+            moving.push_back(i);
         }
-        auto& projection = *projections_[i];
+    }
+    if (!moves.empty()) {
         try {
-            store_.commit_projection(projection.name(), from[i], to,
-                                     [&](SqlTx& tx) { projection.flush(tx, state_); });
+            store_.commit_projections(moves, [&](SqlTx& tx) {
+                for (const auto i : moving) {
+                    projections_[i]->flush(tx, state_);
+                }
+            });
         } catch (const CheckpointConflict&) {
-            // Another instance moved this checkpoint. What we noted for (from, to] cannot be
-            // trusted against its new value (it may be anywhere in that range, or past it), so
-            // this projection must observe again from the stored checkpoint.
-            projection.discard();
-            conflicted = true;
-            continue;
+            // Another instance moved a checkpoint. What we noted for (from, to] cannot be
+            // trusted against its new value, so observe again from the stored checkpoints,
+            // after letting the other instance get ahead.
+            std::this_thread::sleep_for(conflict_backoff);
+            restart();
+            return true;
         }
         std::lock_guard lock(mutex_);
-        positions_[i] = to;
-    }
-    if (conflicted) {
-        // Let the other instance get ahead, then start over from the stored checkpoints.
-        std::this_thread::sleep_for(conflict_backoff);
-        restart();
+        for (const auto i : moving) {
+            positions_[i] = to;
+        }
     }
     advanced_.notify_all();
     return true;

@@ -434,41 +434,47 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
-    void commit_projection(std::string_view projection, std::int64_t from_position,
-                           std::int64_t to_position,
-                           const std::function<void(SqlTx&)>& apply) override {
-        OE_INVARIANT(to_position >= from_position, "a projection checkpoint never moves back");
-        with_reader("committing a projection", [&](pqxx::connection& conn) {
+    void commit_projections(const std::vector<CheckpointMove>& moves,
+                            const std::function<void(SqlTx&)>& apply) override {
+        for (const auto& move : moves) {
+            OE_INVARIANT(move.to >= move.from, "a projection checkpoint never moves back");
+        }
+        with_reader("committing projections", [&](pqxx::connection& conn) {
             pqxx::work tx(conn);
-            // The row exists (a concurrent first commit waits here for the other's outcome),
-            // then is locked, so two instances can never apply the same batch.
-            tx.exec_params(
-                "INSERT INTO oe_checkpoints (projection, position, updated_at) "
-                "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
-                std::string(projection));
-            const auto stored =
-                tx.exec_params1(
-                      "SELECT position FROM oe_checkpoints WHERE projection = $1 FOR UPDATE",
-                      std::string(projection))[0]
-                    .as<std::int64_t>();
-            if (stored != from_position) {
-                throw CheckpointConflict(
-                    fmt::format("projection '{}' is at {}, not at {} where this batch starts",
-                                projection, stored, from_position));
+            for (const auto& move : moves) {
+                const std::string name(move.projection);
+                // The row exists (a concurrent first commit waits here for the other's
+                // outcome), then is locked, so two instances can never apply the same batch.
+                tx.exec_params(
+                    "INSERT INTO oe_checkpoints (projection, position, updated_at) "
+                    "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
+                    name);
+                const auto stored = tx.exec_params1(
+                                          "SELECT position FROM oe_checkpoints WHERE "
+                                          "projection = $1 FOR UPDATE",
+                                          name)[0]
+                                        .as<std::int64_t>();
+                if (stored != move.from) {
+                    throw CheckpointConflict(
+                        fmt::format("projection '{}' is at {}, not at {} where this batch starts",
+                                    name, stored, move.from));
+                }
             }
             PgTx sql(tx);
             apply(sql);
-            tx.exec_params(
-                "UPDATE oe_checkpoints SET position = $2, updated_at = now() "
-                "WHERE projection = $1",
-                std::string(projection), to_position);
+            for (const auto& move : moves) {
+                tx.exec_params(
+                    "UPDATE oe_checkpoints SET position = $2, updated_at = now() "
+                    "WHERE projection = $1",
+                    std::string(move.projection), move.to);
+            }
             try {
                 tx.commit();
             } catch (const pqxx::in_doubt_error& e) {
-                throw StoreError(fmt::format(
-                    "PostgreSQL connection lost during the commit of projection '{}'; reload "
-                    "its checkpoint to see whether the batch landed: {}",
-                    projection, first_line(e.what())));
+                throw StoreError(
+                    fmt::format("PostgreSQL connection lost during a projection commit; reload the "
+                                "checkpoints to see whether the batch landed: {}",
+                                first_line(e.what())));
             }
             return 0;
         });

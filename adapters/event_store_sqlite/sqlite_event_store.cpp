@@ -240,39 +240,43 @@ class SqliteEventStore final : public EventStore {
         return query->step() ? query->column_int64(0) : 0;
     }
 
-    void commit_projection(std::string_view projection, std::int64_t from_position,
-                           std::int64_t to_position,
-                           const std::function<void(SqlTx&)>& apply) override {
-        OE_INVARIANT(to_position >= from_position, "a projection checkpoint never moves back");
+    void commit_projections(const std::vector<CheckpointMove>& moves,
+                            const std::function<void(SqlTx&)>& apply) override {
+        for (const auto& move : moves) {
+            OE_INVARIANT(move.to >= move.from, "a projection checkpoint never moves back");
+        }
         // One write transaction at a time in this process; the busy timeout only ever waits for
         // other processes.
         std::lock_guard write(write_mutex_);
         projector_.exec("BEGIN IMMEDIATE");
         try {
-            std::int64_t stored = 0;
-            {
+            for (const auto& move : moves) {
+                std::int64_t stored = 0;
                 StatementUse query(
                     projector_.cached("SELECT position FROM oe_checkpoints WHERE projection = ?1"));
-                query->bind(1, projection);
+                query->bind(1, move.projection);
                 if (query->step()) {
                     stored = query->column_int64(0);
                 }
-            }
-            if (stored != from_position) {
-                throw CheckpointConflict(
-                    fmt::format("projection '{}' is at {}, not at {} where this batch starts",
-                                projection, stored, from_position));
+                if (stored != move.from) {
+                    throw CheckpointConflict(
+                        fmt::format("projection '{}' is at {}, not at {} where this batch starts",
+                                    move.projection, stored, move.from));
+                }
             }
             SqliteTx tx(projector_);
             apply(tx);
-            StatementUse upsert(projector_.cached(
-                "INSERT INTO oe_checkpoints (projection, position, updated_at_us) "
-                "VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE SET "
-                "position = excluded.position, updated_at_us = excluded.updated_at_us"));
-            upsert->bind(1, projection);
-            upsert->bind(2, to_position);
-            upsert->bind(3, now_us());
-            upsert->step();
+            const std::int64_t now = now_us();
+            for (const auto& move : moves) {
+                StatementUse upsert(projector_.cached(
+                    "INSERT INTO oe_checkpoints (projection, position, updated_at_us) "
+                    "VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE SET "
+                    "position = excluded.position, updated_at_us = excluded.updated_at_us"));
+                upsert->bind(1, move.projection);
+                upsert->bind(2, move.to);
+                upsert->bind(3, now);
+                upsert->step();
+            }
             projector_.exec("COMMIT");
         } catch (...) {
             rollback(projector_);

@@ -75,6 +75,13 @@ class SqlTx {
                                                     const std::vector<SqlValue>& params = {}) = 0;
 };
 
+/// A projection's checkpoint moving from `from` to `to` (see EventStore::commit_projections).
+struct CheckpointMove {
+    std::string_view projection;
+    std::int64_t from = 0;
+    std::int64_t to = 0;
+};
+
 /// The event store: one interface, two backends (SQLite, PostgreSQL), one conformance suite.
 ///
 /// Guarantees every backend gives:
@@ -131,9 +138,16 @@ class EventStore {
     /// commit, or neither. Throws CheckpointConflict (and changes nothing) unless the stored
     /// checkpoint is exactly `from_position` — so a batch is never applied twice, even by two
     /// instances or by a retry after an in-doubt commit. `apply` must not append events.
-    virtual void commit_projection(std::string_view projection, std::int64_t from_position,
-                                   std::int64_t to_position,
-                                   const std::function<void(SqlTx&)>& apply) = 0;
+    void commit_projection(std::string_view projection, std::int64_t from_position,
+                           std::int64_t to_position, const std::function<void(SqlTx&)>& apply) {
+        commit_projections({{projection, from_position, to_position}}, apply);
+    }
+
+    /// commit_projection for several projections in one transaction (one durable flush):
+    /// every checkpoint must be at its `from`, or CheckpointConflict is thrown and nothing
+    /// changes.
+    virtual void commit_projections(const std::vector<CheckpointMove>& moves,
+                                    const std::function<void(SqlTx&)>& apply) = 0;
 
     /// Reads read models: one portable SELECT ($1, $2, … placeholders), outside any write
     /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
