@@ -418,6 +418,23 @@ TEST_SUITE("event store conformance") {
         CHECK_THROWS_AS((void)store->query("SELECT nope FROM nowhere"), StoreError);
     }
 
+    TEST_CASE("several projections move together or not at all") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        store->commit_projections({{"a", 0, 3}, {"b", 0, 3}}, [](SqlTx& tx) {
+            tx.exec("CREATE TABLE test_together (k TEXT PRIMARY KEY)");
+        });
+        CHECK(store->load_checkpoint("a") == 3);
+        CHECK(store->load_checkpoint("b") == 3);
+        // "b" is not where this batch starts: nothing moves, nothing is written.
+        CHECK_THROWS_AS(store->commit_projections(
+                            {{"a", 3, 7}, {"b", 2, 7}},
+                            [](SqlTx& tx) { tx.exec("INSERT INTO test_together VALUES ('x')"); }),
+                        CheckpointConflict);
+        CHECK(store->load_checkpoint("a") == 3);
+        CHECK(db.query_raw("SELECT COUNT(*) FROM test_together") == "0");
+    }
+
     TEST_CASE("concurrent first commits of a new projection: exactly one applies the batch") {
         TestDatabase db(backend);
         auto a = db.open();
