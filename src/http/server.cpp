@@ -108,12 +108,38 @@ class Session : public std::enable_shared_from_this<Session> {
         stream_.expires_after(first_request_ ? server_.options.header_timeout
                                              : std::max(server_.options.header_timeout,
                                                         server_.options.idle_timeout));
+        bhttp::async_read_header(
+            stream_, buffer_, *parser_,
+            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+    }
+
+    /// The headers are in. From here on the request counts as in flight: a graceful stop
+    /// waits for it. Headers that arrive once the stop has begun get 503 and Connection: close.
+    void on_header(beast::error_code ec, std::size_t) {
+        first_request_ = false;
+        if (ec) {
+            return on_read_error(ec);
+        }
+        if (server_.draining.load()) {
+            return reply_error(503, "shutting_down", "the server is shutting down");
+        }
+        server_.request_started();
+        counted_ = true;
+        if (parser_->is_done()) {
+            return handle();
+        }
         bhttp::async_read(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&Session::on_read, shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
-        first_request_ = false;
+        if (ec) {
+            return on_read_error(ec);
+        }
+        handle();
+    }
+
+    void on_read_error(beast::error_code ec) {
         if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
             ec == net::error::operation_aborted || ec == net::error::connection_reset ||
             ec == net::error::eof) {
@@ -125,15 +151,11 @@ class Session : public std::enable_shared_from_this<Session> {
         if (ec == bhttp::error::header_limit) {
             return reply_error(431, "header_too_large", "request headers are too large");
         }
-        if (ec) {
-            return reply_error(400, "invalid_request", "malformed HTTP request");
-        }
-        server_.request_started();
-        counted_ = true;
+        reply_error(400, "invalid_request", "malformed HTTP request");
+    }
+
+    void handle() {
         auto request = parser_->release();
-        if (server_.draining.load()) {
-            return reply_error(503, "shutting_down", "the server is shutting down");
-        }
         Request app_request;
         app_request.method = std::string(request.method_string());
         app_request.target = std::string(request.target());
@@ -189,6 +211,12 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void close() {
+        if (counted_) {
+            // A counted request that ends without a response (its body never came) must not
+            // hold up a graceful stop.
+            counted_ = false;
+            server_.request_finished();
+        }
         beast::error_code ignored;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
         stream_.close();
