@@ -16,6 +16,7 @@
 #include <oe/http/server.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/projections/runner.hpp>
 
@@ -204,17 +205,43 @@ int run_serve(const std::vector<std::string>& args) {
     oe::projections::ProjectionRunner projections(*store, oe::projections::make_read_models());
     projections.start();
 
+    oe::metrics::Registry metrics;
+    for (const auto& [name, position] : projections.checkpoints()) {
+        metrics.gauge_callback(
+            "projection_lag_events", "Committed events a projection has not applied yet",
+            {{"projection", name}}, [&store, &projections, projection = name] {
+                const auto checkpoints = projections.checkpoints();
+                return static_cast<double>(store->head_position() - checkpoints.at(projection));
+            });
+    }
+
     oe::http::ServerOptions options;
     options.port = *port;
     oe::http::Server server(options, [&](const oe::http::Request& request) {
+        const auto started = std::chrono::steady_clock::now();
         const auto path = request.path();
+        std::string route = "unmatched";
+        oe::http::Response response;
         if (request.method == "GET" && path == "/health") {
-            return json(200, R"({"status":"ok"})");
+            route = "/health";
+            response = json(200, R"({"status":"ok"})");
+        } else if (request.method == "GET" && path == "/ready") {
+            route = "/ready";
+            response = readiness(*store, projections);
+        } else if (request.method == "GET" && path == "/metrics") {
+            route = "/metrics";
+            response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            response.body = metrics.render();
+        } else {
+            response = json(404, R"({"error":{"code":"not_found","message":"no such route"}})");
         }
-        if (request.method == "GET" && path == "/ready") {
-            return readiness(*store, projections);
-        }
-        return json(404, R"({"error":{"code":"not_found","message":"no such route"}})");
+        metrics
+            .histogram("http_request_duration_seconds", "HTTP request duration by route and status",
+                       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+                       {{"route", route}, {"status", std::to_string(response.status)}})
+            .observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        return response;
     });
     server.start();
     oe::log(oe::LogLevel::info, "listening",

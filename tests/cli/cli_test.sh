@@ -108,6 +108,19 @@ if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
     missing=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/nope")
     [[ "$missing" == *'"code":"not_found"'*' 404' ]] && ok "unknown route is a JSON 404" \
         || not_ok "unknown route: $missing"
+    curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+    if grep -q '^http_request_duration_seconds_bucket{route="/health",status="200",le=' \
+        "$work/metrics.txt" && grep -q '^projection_lag_events{projection="orders"} 0$' \
+        "$work/metrics.txt"; then
+        ok "GET /metrics exposes request durations and projection lag"
+    else
+        not_ok "metrics: $(head -c 600 "$work/metrics.txt")"
+    fi
+    if promtool_out=$(promtool check metrics <"$work/metrics.txt" 2>&1); then
+        ok "promtool check metrics finds nothing"
+    else
+        not_ok "promtool check metrics: $promtool_out"
+    fi
     rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
     echo "     idle RSS: ${rss_kb} kB"
     if stop_server; then ok "SIGTERM stops serve with exit 0"; else not_ok "SIGTERM exit code"; fi

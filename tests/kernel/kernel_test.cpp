@@ -159,3 +159,37 @@ TEST_SUITE("kernel") {
     }
 
 }  // TEST_SUITE
+
+#include <oe/kernel/metrics.hpp>
+
+TEST_SUITE("kernel") {
+    TEST_CASE("metrics: Prometheus text with escaped labels, cumulative buckets, live gauges") {
+        metrics::Registry registry;
+        registry.counter("orders_placed_total", "Orders placed", {{"status", "placed"}}).inc(3);
+        registry.counter("orders_placed_total", "Orders placed", {{"status", "credit_hold"}}).inc();
+        registry.counter("orders_placed_total", "Orders placed", {{"status", "placed"}}).inc();
+        auto& latency = registry.histogram("lead_routing_latency_ms", "Routing", {1, 5, 10});
+        latency.observe(0.5);
+        latency.observe(5);
+        latency.observe(50);
+        int reads = 0;
+        registry.gauge_callback("erp_outbox_pending", "Queue", {{"q", "a\"b\\c"}}, [&] {
+            ++reads;
+            return 7.0;
+        });
+        const std::string text = registry.render();
+        CHECK(text.find("# TYPE orders_placed counter\n") != std::string::npos);
+        CHECK(text.find("orders_placed_total{status=\"placed\"} 4\n") != std::string::npos);
+        CHECK(text.find("orders_placed_total{status=\"credit_hold\"} 1\n") != std::string::npos);
+        CHECK(text.find("lead_routing_latency_ms_bucket{le=\"1\"} 1\n") != std::string::npos);
+        CHECK(text.find("lead_routing_latency_ms_bucket{le=\"5\"} 2\n") != std::string::npos);
+        CHECK(text.find("lead_routing_latency_ms_bucket{le=\"+Inf\"} 3\n") != std::string::npos);
+        CHECK(text.find("lead_routing_latency_ms_sum 55.5\n") != std::string::npos);
+        CHECK(text.find("lead_routing_latency_ms_count 3\n") != std::string::npos);
+        CHECK(text.find("erp_outbox_pending{q=\"a\\\"b\\\\c\"} 7\n") != std::string::npos);
+        CHECK(reads == 1);
+        CHECK_THROWS_AS((void)registry.counter("no_suffix", "x"), InvariantViolation);
+        CHECK_THROWS_AS((void)registry.gauge("orders_placed_total", "x"), InvariantViolation);
+    }
+
+}  // TEST_SUITE
