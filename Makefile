@@ -5,6 +5,8 @@ JOBS        ?= 2
 BUILD_TYPE  ?= RelWithDebInfo
 DATABASE_URL ?= sqlite://./data/orderengine.db
 PORT        ?= 8080
+# For local use only; set your own in any shared environment.
+AUTH_JWT_SECRET ?= dev-only-secret-change-me
 
 ORDERENGINE := $(BUILD)/src/app/orderengine
 
@@ -21,8 +23,9 @@ build: bootstrap
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	@echo "orderengine: serving on http://127.0.0.1:$(PORT) (DATABASE_URL=$(DATABASE_URL)); Ctrl-C stops"
-	@DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) $(ORDERENGINE) serve --demo
+	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' PORT=$(PORT) scripts/demo-banner $(ORDERENGINE)
+	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) \
+		$(ORDERENGINE) serve --demo
 
 asan-build: bootstrap
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOE_SANITIZE=ON -Wno-dev \

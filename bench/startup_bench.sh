@@ -12,7 +12,7 @@ times=()
 rss=()
 for run in $(seq 1 "$runs"); do
     start=$(date +%s%N)
-    DATABASE_URL="sqlite://$work/run$run.db" PORT=$port "$bin" serve 2>/dev/null &
+    AUTH_JWT_SECRET=bench DATABASE_URL="sqlite://$work/run$run.db" PORT=$port "$bin" serve 2>/dev/null &
     pid=$!
     until curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
         sleep 0.001

@@ -13,6 +13,7 @@
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
+#include <oe/http/api.hpp>
 #include <oe/http/server.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/log.hpp>
@@ -63,6 +64,17 @@ oe::http::Response json(int status, std::string body) {
     response.status = status;
     response.body = std::move(body);
     return response;
+}
+
+/// The route a path belongs to, for metric labels: ids become {id}, so label sets stay few.
+std::string route_template(std::string_view path) {
+    if (path.starts_with("/api/orders/")) {
+        return "/api/orders/{id}";
+    }
+    if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit") {
+        return std::string(path);
+    }
+    return "unmatched";
 }
 
 /// 200 when the store answers and every projection is less than 5 s behind the log.
@@ -190,6 +202,12 @@ int run_serve(const std::vector<std::string>& args) {
         }
     }
 
+    const auto jwt_secret = env_optional("AUTH_JWT_SECRET");
+    if (!jwt_secret) {
+        std::cerr << "orderengine serve: AUTH_JWT_SECRET is not set (the API signs and checks "
+                     "tokens with it)\n";
+        return exit_usage;
+    }
     const std::string url = env_or("DATABASE_URL", default_database_url);
     if (migrate) {
         oe::app::migrate(url, env_optional("MIGRATION_DATABASE_URL"));
@@ -206,6 +224,7 @@ int run_serve(const std::vector<std::string>& args) {
     projections.start();
 
     oe::metrics::Registry metrics;
+    oe::http::Api api({*store, metrics, *jwt_secret});
     for (const auto& [name, position] : projections.checkpoints()) {
         metrics.gauge_callback(
             "projection_lag_events", "Committed events a projection has not applied yet",
@@ -232,6 +251,9 @@ int run_serve(const std::vector<std::string>& args) {
             route = "/metrics";
             response.content_type = "text/plain; version=0.0.4; charset=utf-8";
             response.body = metrics.render();
+        } else if (path.starts_with("/api/")) {
+            route = route_template(path);
+            response = api.handle(request);
         } else {
             response = json(404, R"({"error":{"code":"not_found","message":"no such route"}})");
         }

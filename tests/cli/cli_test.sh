@@ -14,6 +14,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+export AUTH_JWT_SECRET=cli-test-secret
+
 ok() { passed=$((passed + 1)); echo "ok   - $1"; }
 not_ok() { failed=$((failed + 1)); echo "FAIL - $1"; }
 
@@ -94,6 +96,9 @@ else
     not_ok "token: $token / $claims"
 fi
 
+expect_fail "serve without AUTH_JWT_SECRET exits 2" 2 "AUTH_JWT_SECRET is not set" \
+    env -u AUTH_JWT_SECRET DATABASE_URL="sqlite://$work/nosecret.db" "$bin" serve
+
 db="sqlite://$work/data/orderengine.db"
 if out=$(DATABASE_URL=$db "$bin" migrate 2>&1) && [[ "$out" == "schema at version "* ]]; then
     ok "migrate creates the SQLite database and its directory"
@@ -108,6 +113,15 @@ if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
     missing=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/nope")
     [[ "$missing" == *'"code":"not_found"'*' 404' ]] && ok "unknown route is a JSON 404" \
         || not_ok "unknown route: $missing"
+    reseller=$("$bin" token --role reseller --partner P-404)
+    unauth=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/api/catalog")
+    [[ "$unauth" == *'"code":"unauthenticated"'*' 401' ]] && ok "API without a token is 401" \
+        || not_ok "API without a token: $unauth"
+    unknown=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $reseller" \
+        "http://127.0.0.1:$port/api/catalog")
+    [[ "$unknown" == *'"code":"unknown_partner"'*' 422' ]] \
+        && ok "API with a valid token for an unregistered partner is 422" \
+        || not_ok "API catalog for an unknown partner: $unknown"
     curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
     if grep -q '^http_request_duration_seconds_bucket{route="/health",status="200",le=' \
         "$work/metrics.txt" && grep -q '^projection_lag_events{projection="orders"} 0$' \

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <oe/http/server.hpp>
+
+namespace oe {
+class EventStore;
+namespace metrics {
+class Registry;
+}
+}  // namespace oe
+
+namespace oe::http {
+
+/// What the API needs from the rest of the program (the composition root wires it).
+struct ApiDependencies {
+    EventStore& store;  // Read models are read through EventStore::query.
+    metrics::Registry& metrics;
+    std::string jwt_secret;  // AUTH_JWT_SECRET.
+};
+
+/// The JSON API of SPEC §6 behind one handler: authentication (HS256 bearer tokens), roles,
+/// agent masquerade, BOLA (another partner's order is 404, exactly like an unknown one), the
+/// error body shape, and the routes. Read routes so far: GET /api/catalog, /api/credit,
+/// /api/orders, /api/orders/{id}.
+class Api {
+  public:
+    explicit Api(ApiDependencies dependencies);
+    ~Api();
+    Api(const Api&) = delete;
+    Api& operator=(const Api&) = delete;
+
+    /// Answers one request under /api. Never throws for bad input.
+    [[nodiscard]] Response handle(const Request& request);
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// {"error":{"code":…,"message":…}}
+[[nodiscard]] Response error_response(int status, std::string_view code, std::string_view message);
+
+}  // namespace oe::http
