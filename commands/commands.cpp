@@ -405,6 +405,7 @@ Decision decide(const PlaceOrder& c, const CommerceState& s, const EventMetadata
     placed.note = c.note;
     placed.placed_by = m.actor;
     placed.on_behalf_of = m.on_behalf_of;
+    placed.placed_at_us = c.placed_at_us;
 
     // 4. Credit: over the limit is recorded on hold, reserving nothing.
     const auto position = s.credit_position(*partner);

@@ -494,6 +494,7 @@ void fields(auto& v, event_of<OrderPlaced> auto& e) {
     v.text("note", e.note);
     v.text("placed_by", e.placed_by);
     v.nullable_text("on_behalf_of", e.on_behalf_of);
+    v.timestamp("placed_at", e.placed_at_us);
 }
 
 void fields(auto& v, event_of<OrderCreditHeld> auto& e) {

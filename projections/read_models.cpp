@@ -298,7 +298,7 @@ class OrdersProjection final : public Projection {
                  "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, $9, "
                  "NULL, $10)",
                  {p->order_id, p->partner_id, std::string(events::to_string(p->tier)), lines,
-                  p->subtotal_idr, p->loyalty_points, format_iso8601_us(r.recorded_at_us),
+                  p->subtotal_idr, p->loyalty_points, format_iso8601_us(p->placed_at_us),
                   p->placed_by, text_or_null(p->on_behalf_of), r.global_position}});
         } else if (const auto* h = as<events::OrderCreditHeld>(e)) {
             status(h->order_id, "credit_hold");

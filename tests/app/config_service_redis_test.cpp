@@ -16,12 +16,16 @@ using namespace oe;
 
 namespace {
 
+/// This test's own database on the test Redis (other tests share the server, not the db), so
+/// it can start from an empty cache however often it runs.
+constexpr int redis_db = 3;
+
 std::string redis_url() {
     const char* url = std::getenv("OE_TEST_REDIS_URL");
     if (url == nullptr || *url == '\0') {
         FAIL("OE_TEST_REDIS_URL is not set: run through `make test` or scripts/with-test-services");
     }
-    return url;
+    return std::string(url) + "/" + std::to_string(redis_db);
 }
 
 /// A raw Redis command against the test server, for looking behind the cache's back.
@@ -31,9 +35,11 @@ std::string redis_raw(const std::string& command, const std::string& key,
     redisContext* c = redisConnect(endpoint.host.c_str(), endpoint.port);
     REQUIRE(c != nullptr);
     REQUIRE(c->err == 0);
+    freeReplyObject(redisCommand(c, "SELECT %d", redis_db));
     auto* reply = static_cast<redisReply*>(
-        value.empty() ? redisCommand(c, "%s %s", command.c_str(), key.c_str())
-                      : redisCommand(c, "%s %s %s", command.c_str(), key.c_str(), value.c_str()));
+        key.empty()     ? redisCommand(c, "%s", command.c_str())
+        : value.empty() ? redisCommand(c, "%s %s", command.c_str(), key.c_str())
+                        : redisCommand(c, "%s %s %s", command.c_str(), key.c_str(), value.c_str()));
     std::string out;
     if (reply != nullptr) {
         if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
@@ -62,6 +68,9 @@ struct Fixture {
     std::unique_ptr<app::ConfigService> config;
 
     explicit Fixture(std::unique_ptr<ConfigCache> c) : cache(std::move(c)) {
+        if (std::getenv("OE_TEST_REDIS_URL") != nullptr) {
+            redis_raw("FLUSHDB", "");  // A fresh database has a fresh, empty cache.
+        }
         projections.start();
         config = std::make_unique<app::ConfigService>(*store, commands, projections, *cache);
     }

@@ -6,7 +6,9 @@
 
 #include <oe/commands/commands.hpp>
 #include <oe/kernel/event_store.hpp>
+#include <oe/kernel/time.hpp>
 #include <oe/model/commerce_state.hpp>
+#include <type_traits>
 
 namespace oe::commands {
 
@@ -26,7 +28,13 @@ class CommandService {
     /// Decides `command` against the current state and appends the result atomically.
     /// Throws StoreError (and AppendOutcomeUnknown) on I/O failure; nothing else.
     template <typename Command>
-    Result<Outcome, Rejection> execute(const Command& command, const EventMetadata& metadata) {
+    Result<Outcome, Rejection> execute(Command command, const EventMetadata& metadata) {
+        // The handler supplies the clock; decisions stay pure.
+        if constexpr (std::is_same_v<Command, PlaceOrder>) {
+            if (command.placed_at_us == 0) {
+                command.placed_at_us = now_us();
+            }
+        }
         std::optional<Rejection> rejection;
         std::vector<StreamAppend> appended;
         auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {

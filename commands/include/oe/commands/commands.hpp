@@ -112,6 +112,7 @@ struct PlaceOrder {
     std::string partner_id;
     std::vector<PlaceOrderLine> lines;
     std::string note;
+    std::int64_t placed_at_us = 0;  // The handler's clock (CommandService fills it when 0).
 };
 struct CancelOrder {
     std::string order_id;

@@ -41,6 +41,7 @@ struct OrderPlaced {
     std::string note;
     std::string placed_by;     // The actor: the reseller, or the agent acting for it.
     std::string on_behalf_of;  // The partner an agent acted for; empty (JSON null) otherwise.
+    std::int64_t placed_at_us = 0;  // When the order was placed (UTC µs); the handler's clock.
 
     bool operator==(const OrderPlaced&) const = default;
 };
