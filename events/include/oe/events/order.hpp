@@ -39,8 +39,8 @@ struct OrderPlaced {
     std::int64_t loyalty_points = 0;   // >= 0.
     std::int64_t config_position = 0;  // >= 0; global position of the config in force.
     std::string note;
-    std::string placed_by;     // The actor: the reseller, or the agent acting for it.
-    std::string on_behalf_of;  // The partner an agent acted for; empty (JSON null) otherwise.
+    std::string placed_by;          // The actor: the reseller, or the agent acting for it.
+    std::string on_behalf_of;       // The partner an agent acted for; empty (JSON null) otherwise.
     std::int64_t placed_at_us = 0;  // When the order was placed (UTC µs); the handler's clock.
 
     bool operator==(const OrderPlaced&) const = default;
