@@ -34,9 +34,9 @@ Rejection CommandService::store_rejection(const AppendError& error) {
         // Decisions run against exact state, so only a stream that exists although the
         // decision expected it not to (an order id reused) can conflict here.
         return Rejection{Rejected::already_exists,
-                         fmt::format("stream {} already exists", error.stream_id)};
+                         fmt::format("stream {} already exists", error.stream_id), error.stream_id};
     }
-    return Rejection{Rejected::invalid_request, error.message};
+    return Rejection{Rejected::invalid_request, error.message, {}};
 }
 
 }  // namespace oe::commands

@@ -1,5 +1,6 @@
 #include <oe/commands/commands.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -17,7 +18,7 @@ using namespace oe::model;
 namespace {
 
 Rejection reject(Rejected reason, std::string message) {
-    return Rejection{reason, std::move(message)};
+    return Rejection{reason, std::move(message), {}};
 }
 
 /// One stream's append of already-built domain events, each stamped with the metadata.
@@ -432,8 +433,24 @@ Decision decide(const PlaceOrder& c, const CommerceState& s, const EventMetadata
                                                {std::move(placed), std::move(route_event)}, m)};
 }
 
+namespace {
+
+/// The order, if it exists and the caller may see it (BOLA: otherwise it does not exist).
+const OrderState* visible_order(const CommerceState& s, const std::string& order_id,
+                                const std::vector<std::string>& visible_partners) {
+    const OrderState* order = s.order(order_id);
+    if (order == nullptr || visible_partners.empty()) {
+        return order;
+    }
+    const bool visible = std::find(visible_partners.begin(), visible_partners.end(),
+                                   order->partner_id) != visible_partners.end();
+    return visible ? order : nullptr;
+}
+
+}  // namespace
+
 Decision decide(const CancelOrder& c, const CommerceState& s, const EventMetadata& m) {
-    const OrderState* order = s.order(c.order_id);
+    const OrderState* order = visible_order(s, c.order_id, c.visible_partners);
     if (order == nullptr) {
         return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
     }
@@ -447,7 +464,7 @@ Decision decide(const CancelOrder& c, const CommerceState& s, const EventMetadat
 }
 
 Decision decide(const ReleaseCreditHold& c, const CommerceState& s, const EventMetadata& m) {
-    const OrderState* order = s.order(c.order_id);
+    const OrderState* order = visible_order(s, c.order_id, c.visible_partners);
     if (order == nullptr) {
         return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
     }

@@ -180,6 +180,7 @@ void CommerceState::on(const events::PartnerDebtSynced& e, const RecordedEvent& 
 
 void CommerceState::on(const events::OrderPlaced& e, const RecordedEvent& r) {
     OrderState& order = orders_[e.order_id];
+    order.placed = e;
     order.partner_id = e.partner_id;
     order.status = events::OrderStatus::placed;
     order.subtotal_idr = e.subtotal_idr;
@@ -239,6 +240,7 @@ void CommerceState::on(const events::OrderAcceptedByErp& e, const RecordedEvent&
     OrderState& order = order_for(e.order_id, r);
     // Still open credit until the partner's next debt sync; still reserved stock until a
     // snapshot taken after now.
+    order.erp_order_ref = e.erp_order_ref;
     partner_for(order.partner_id, r).accepted_since_debt_sync[e.order_id] = order.subtotal_idr;
     if (!order.warehouse_id.empty()) {
         for (const auto& line : order.lines) {

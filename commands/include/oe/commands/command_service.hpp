@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,8 +28,15 @@ class CommandService {
 
     /// Decides `command` against the current state and appends the result atomically.
     /// Throws StoreError (and AppendOutcomeUnknown) on I/O failure; nothing else.
+    /// What to append beside a command's own events, in the same transaction, given its
+    /// decision (the appends, or the rejection) and the state it was decided against — e.g.
+    /// the stored response of an idempotent request. Runs under the store's write lock.
+    using Companion = std::function<std::optional<StreamAppend>(const Decision& decision,
+                                                                const CommerceState& state)>;
+
     template <typename Command>
-    Result<Outcome, Rejection> execute(Command command, const EventMetadata& metadata) {
+    Result<Outcome, Rejection> execute(Command command, const EventMetadata& metadata,
+                                       const Companion& companion = {}) {
         // The handler supplies the clock; decisions stay pure.
         if constexpr (std::is_same_v<Command, PlaceOrder>) {
             if (command.placed_at_us == 0) {
@@ -39,18 +47,27 @@ class CommandService {
         std::vector<StreamAppend> appended;
         auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {
             auto decision = decide(command, state_, metadata);
-            if (!decision.ok()) {
-                rejection = decision.error();
-                return {};
+            std::optional<StreamAppend> extra;
+            if (companion) {
+                extra = companion(decision, state_);
             }
-            appended = decision.value();
-            return std::move(decision).value();
+            std::vector<StreamAppend> streams;
+            if (decision.ok()) {
+                appended = decision.value();
+                streams = std::move(decision).value();
+            } else {
+                rejection = decision.error();
+            }
+            if (extra) {
+                streams.push_back(std::move(*extra));
+            }
+            return streams;
         });
-        if (rejection) {
-            return std::move(*rejection);
-        }
         if (!result.ok()) {
             return store_rejection(result.error());
+        }
+        if (rejection) {
+            return std::move(*rejection);
         }
         return Outcome{std::move(result).value(), std::move(appended)};
     }

@@ -55,6 +55,7 @@ enum class Rejected : std::uint16_t {
 struct Rejection {
     Rejected reason = Rejected::invalid_request;
     std::string message;
+    std::string stream_id = {};  // For already_exists from the store: the stream that exists.
 };
 
 /// What a decision produces: the appends, ready for EventStore::decide_and_append.
@@ -114,11 +115,15 @@ struct PlaceOrder {
     std::string note;
     std::int64_t placed_at_us = 0;  // The handler's clock (CommandService fills it when 0).
 };
+/// `visible_partners` limits which orders the caller may see (a reseller: its own; an agent:
+/// its partners); empty means all (admin, finance). Another partner's order is not found.
 struct CancelOrder {
     std::string order_id;
+    std::vector<std::string> visible_partners = {};
 };
 struct ReleaseCreditHold {
     std::string order_id;
+    std::vector<std::string> visible_partners = {};
 };
 struct RecordStockLevels {
     std::int64_t as_of_us = 0;

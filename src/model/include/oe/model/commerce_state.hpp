@@ -40,6 +40,8 @@ struct OrderLine {
 };
 
 struct OrderState {
+    events::OrderPlaced placed;  // As decided: lines, prices, tier, who, when.
+    std::string erp_order_ref;   // Set once the ERP accepted it.
     std::string partner_id;
     events::OrderStatus status = events::OrderStatus::placed;
     std::int64_t subtotal_idr = 0;
