@@ -69,7 +69,7 @@ oe::http::Response json(int status, std::string body) {
 /// The route a path belongs to, for metric labels: ids become {id}, so label sets stay few.
 std::string route_template(std::string_view path) {
     if (path.starts_with("/api/orders/")) {
-        return "/api/orders/{id}";
+        return path.ends_with("/cancel") ? "/api/orders/{id}/cancel" : "/api/orders/{id}";
     }
     if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit") {
         return std::string(path);
@@ -224,7 +224,7 @@ int run_serve(const std::vector<std::string>& args) {
     projections.start();
 
     oe::metrics::Registry metrics;
-    oe::http::Api api({*store, metrics, *jwt_secret});
+    oe::http::Api api({*store, commands, metrics, *jwt_secret});
     for (const auto& [name, position] : projections.checkpoints()) {
         metrics.gauge_callback(
             "projection_lag_events", "Committed events a projection has not applied yet",

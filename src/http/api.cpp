@@ -7,14 +7,22 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <mutex>
+#include <set>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <oe/auth/identity.hpp>
 #include <oe/auth/jwt.hpp>
+#include <oe/commands/command_service.hpp>
 #include <oe/commands/commands.hpp>
 #include <oe/events/order_status.hpp>
+#include <oe/http/json_request.hpp>
 #include <oe/kernel/event_store.hpp>
+#include <oe/kernel/invariant.hpp>
 #include <oe/kernel/json_text.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/metrics.hpp>
@@ -111,6 +119,73 @@ std::string order_view(const SqlRow& row) {
         text(row[11]));
 }
 
+/// Lower-case hex SHA-256.
+std::string sha256_hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+    std::string hex;
+    hex.reserve(2 * length);
+    for (unsigned int i = 0; i < length; ++i) {
+        hex += fmt::format("{:02x}", digest[i]);
+    }
+    return hex;
+}
+
+/// The order view of SPEC §6 from what the write model knows.
+std::string order_view(const events::OrderPlaced& placed, std::string_view status,
+                       std::string_view warehouse, std::string_view erp_order_ref) {
+    std::string lines = "[";
+    for (const auto& line : placed.lines) {
+        if (lines.size() > 1) {
+            lines.push_back(',');
+        }
+        lines += "{\"sku\":";
+        append_json_string(lines, line.sku);
+        lines += fmt::format(
+            R"(,"qty":{},"base_price":{},"unit_price":{},"discount_bps":{},"line_total":{}}})",
+            line.qty, line.base_price_idr, line.unit_price_idr, line.discount_bps,
+            line.line_total_idr);
+    }
+    lines.push_back(']');
+    auto optional = [](std::string_view v) {
+        return v.empty() ? std::optional<std::string>() : std::optional<std::string>(v);
+    };
+    return fmt::format(
+        R"({{"order_id":{},"partner_id":{},"status":{},"tier":{},"lines":{},"subtotal":{},)"
+        R"("loyalty_points":{},"warehouse":{},"placed_at":{},"placed_by":{},"on_behalf_of":{},)"
+        R"("erp_order_ref":{}}})",
+        text(placed.order_id), text(placed.partner_id), text(std::string(status)),
+        text(std::string(events::to_string(placed.tier))), lines, placed.subtotal_idr,
+        placed.loyalty_points, text(optional(warehouse)),
+        text(format_iso8601_us(placed.placed_at_us)), text(placed.placed_by),
+        text(optional(placed.on_behalf_of)), text(optional(erp_order_ref)));
+}
+
+/// HTTP status of a refused command (SPEC §6).
+int status_of(commands::Rejected reason) {
+    using commands::Rejected;
+    switch (reason) {
+        case Rejected::invalid_request:
+            return 400;
+        case Rejected::order_not_found:
+            return 404;
+        case Rejected::not_cancellable:
+        case Rejected::not_on_hold:
+        case Rejected::already_exists:
+            return 409;
+        default:
+            return 422;
+    }
+}
+
+/// Stored for replay: 2xx and the 409/422 business outcomes; never 400/401/403/404/413/5xx.
+bool storable(int status) {
+    return (status >= 200 && status < 300) || status == 409 || status == 422;
+}
+
+constexpr std::string_view idempotency_record_type = "IdempotentResponseRecorded";
+
 }  // namespace
 
 Response error_response(int status, std::string_view code, std::string_view message) {
@@ -123,6 +198,8 @@ Response error_response(int status, std::string_view code, std::string_view mess
 }
 
 struct Api::Impl {
+    explicit Impl(ApiDependencies d) : deps(std::move(d)) {}
+
     ApiDependencies deps;
 
     /// 401 unless a valid bearer token is presented.
@@ -301,7 +378,275 @@ struct Api::Impl {
         return json_response(200, std::move(body));
     }
 
-    Step<Response> route(const Request& request) const {
+    // ---- Idempotency (SPEC §6): the stored response is an event in a stream of its own,
+    // ---- appended in the same transaction as the command's events.
+
+    struct Idempotency {
+        std::string key;
+        std::string stream_id;    // idempotency-<sha256(subject, key)>: scoped to the principal.
+        std::string fingerprint;  // sha256(method, path, body): "the same request".
+    };
+
+    std::mutex in_flight_mutex;
+    std::set<std::string> in_flight;
+
+    /// Removes a key from the in-flight set when the request is done, however it ends.
+    struct InFlight {
+        Impl& impl;
+        std::string stream_id;
+        ~InFlight() {
+            std::lock_guard lock(impl.in_flight_mutex);
+            impl.in_flight.erase(stream_id);
+        }
+    };
+
+    static Step<Idempotency> idempotency_of(const auth::Principal& p, const Request& request) {
+        const auto key = request.header("Idempotency-Key");
+        const bool printable = key && std::all_of(key->begin(), key->end(),
+                                                  [](char c) { return c >= 0x20 && c < 0x7F; });
+        if (!key || key->empty() || key->size() > 255 || !printable) {
+            return fail(400, "idempotency_key_required",
+                        "mutating requests need an Idempotency-Key header of 1..255 printable "
+                        "characters");
+        }
+        Idempotency idem;
+        idem.key = std::string(*key);
+        idem.stream_id = "idempotency-" + sha256_hex(p.subject + '\x1f' + idem.key);
+        idem.fingerprint =
+            sha256_hex(request.method + ' ' + std::string(request.path()) + '\n' + request.body);
+        return idem;
+    }
+
+    /// The stored response for this key, replayed; 422 when the key was used for another
+    /// request; nothing when the key is new.
+    std::optional<Response> replay(const Idempotency& idem) const {
+        const auto stored = deps.store.read_stream(idem.stream_id, 1, 1);
+        if (stored.empty()) {
+            return std::nullopt;
+        }
+        boost::system::error_code ec;
+        const auto data = boost::json::parse(stored[0].data, ec);
+        if (ec || !data.is_object() || !data.get_object().contains("fingerprint")) {
+            throw StoreError("unreadable idempotency record " + idem.stream_id);
+        }
+        const auto& record = data.get_object();
+        if (record.at("fingerprint").as_string() != idem.fingerprint) {
+            return error_response(422, "idempotency_key_reuse",
+                                  "this Idempotency-Key was used for a different request");
+        }
+        Response r = json_response(static_cast<int>(record.at("status").as_int64()),
+                                   std::string(record.at("body").as_string()));
+        r.headers.emplace_back("Idempotent-Replayed", "true");
+        return r;
+    }
+
+    StreamAppend record(const Idempotency& idem, const Response& response,
+                        const EventMetadata& metadata) const {
+        std::string data = R"({"fingerprint":)";
+        append_json_string(data, idem.fingerprint);
+        data += fmt::format(R"(,"status":{},"body":)", response.status);
+        append_json_string(data, response.body);
+        data += "}";
+        return StreamAppend{idem.stream_id,
+                            ExpectedVersion::no_stream(),
+                            {NewEvent{std::string(idempotency_record_type), 1, data, metadata}}};
+    }
+
+    /// Runs a command under an Idempotency-Key: replays a stored answer, refuses a key in use,
+    /// otherwise executes and stores the answer with the command's events.
+    template <typename Command>
+    Step<Response> idempotent(const Idempotency& idem, const Command& command,
+                              const EventMetadata& metadata,
+                              const std::function<Response(const commands::Decision&,
+                                                           const model::CommerceState&)>& answer) {
+        {
+            std::lock_guard lock(in_flight_mutex);
+            if (!in_flight.insert(idem.stream_id).second) {
+                return fail(409, "idempotency_key_in_flight",
+                            "a request with this Idempotency-Key is still being processed");
+            }
+        }
+        InFlight guard{*this, idem.stream_id};
+        if (auto stored = replay(idem)) {
+            return std::move(*stored);
+        }
+        std::optional<Response> response;
+        auto result = deps.commands.execute(
+            command, metadata,
+            [&](const commands::Decision& decision,
+                const model::CommerceState& state) -> std::optional<StreamAppend> {
+                response = answer(decision, state);
+                if (!storable(response->status)) {
+                    return std::nullopt;
+                }
+                return record(idem, *response, metadata);
+            });
+        if (!result.ok() && result.error().stream_id == idem.stream_id) {
+            // Another instance stored an answer for this key first: that one counts.
+            if (auto stored = replay(idem)) {
+                return std::move(*stored);
+            }
+        }
+        if (!response) {
+            return fail(500, "internal", "no response was decided");
+        }
+        return std::move(*response);
+    }
+
+    static Response rejection_response(const commands::Rejection& rejection) {
+        return error_response(status_of(rejection.reason), commands::code(rejection.reason),
+                              rejection.message);
+    }
+
+    static EventMetadata metadata_of(const auth::ActingFor& who, const Idempotency& idem) {
+        EventMetadata m;
+        m.actor = who.actor;
+        m.on_behalf_of = who.on_behalf_of;
+        m.idempotency_key = idem.key;
+        return m;
+    }
+
+    Step<Response> place_order(const auth::Principal& p, const Request& request) {
+        if (auto denied = require(p, auth::Permission::place_order)) {
+            return *denied;
+        }
+        auto who = acting(p, request);
+        if (!who.ok()) {
+            return who.error();
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        auto body = JsonObject::parse(request.body);
+        if (!body.ok()) {
+            return fail(400, body.error().code, body.error().message);
+        }
+        if (auto unknown = body.value().only({"lines", "note"})) {
+            return fail(400, unknown->code, unknown->message);
+        }
+        auto lines = body.value().objects("lines", commands::limits::order_lines_max);
+        auto note = body.value().optional_string("note", commands::limits::note_bytes_max);
+        if (!lines.ok() || !note.ok()) {
+            const auto& e = !lines.ok() ? lines.error() : note.error();
+            return fail(400, e.code, e.message);
+        }
+        commands::PlaceOrder command;
+        command.order_id = commands::CommandService::new_order_id();
+        command.partner_id = who.value().partner_id;
+        command.note = note.value().value_or("");
+        for (const auto& line : lines.value()) {
+            auto sku = line.string("sku", commands::limits::id_bytes_max);
+            auto qty = line.integer("qty", 1, commands::limits::line_qty_max);
+            if (auto unknown = line.only({"sku", "qty"})) {
+                return fail(400, unknown->code, unknown->message);
+            }
+            if (!sku.ok() || !qty.ok()) {
+                const auto& e = !sku.ok() ? sku.error() : qty.error();
+                return fail(400, e.code, e.message);
+            }
+            command.lines.push_back({sku.value(), qty.value()});
+        }
+        auto answer = idempotent(
+            idem.value(), command, metadata_of(who.value(), idem.value()),
+            [&](const commands::Decision& decision, const model::CommerceState&) {
+                if (!decision.ok()) {
+                    return rejection_response(decision.error());
+                }
+                const auto& events = decision.value().at(0).events;
+                auto placed = events::decode(events.at(0).type, 1, events.at(0).data);
+                OE_INVARIANT(placed.ok(), "a decided OrderPlaced decodes");
+                const auto& order = std::get<events::OrderPlaced>(placed.value());
+                std::string status = "placed";
+                std::string warehouse;
+                if (events.at(1).type == "OrderCreditHeld") {
+                    status = "credit_hold";
+                } else {
+                    auto routed = events::decode(events.at(1).type, 1, events.at(1).data);
+                    warehouse = std::get<events::OrderRouted>(routed.value()).warehouse_id;
+                }
+                return json_response(201, order_view(order, status, warehouse, {}));
+            });
+        return answer;
+    }
+
+    /// orders_placed_total, credit_check_rejection_count_total and order_failures_total for
+    /// every authenticated POST /api/orders (replays are not new outcomes and do not count).
+    void count_order_outcome(const Response& response) {
+        for (const auto& [name, value] : response.headers) {
+            if (name == "Idempotent-Replayed") {
+                return;
+            }
+        }
+        if (response.status == 201) {
+            const bool held = response.body.find(R"("status":"credit_hold")") != std::string::npos;
+            deps.metrics
+                .counter("orders_placed_total", "Orders placed, by the status they got",
+                         {{"status", held ? "credit_hold" : "placed"}})
+                .inc();
+            if (held) {
+                deps.metrics
+                    .counter("credit_check_rejection_count_total",
+                             "Orders put on credit hold by the credit check")
+                    .inc();
+            }
+        } else if (response.status >= 400) {
+            const auto at = response.body.find(R"("code":")");
+            const std::string code =
+                at == std::string::npos
+                    ? "unknown"
+                    : response.body.substr(at + 8, response.body.find('"', at + 8) - at - 8);
+            deps.metrics
+                .counter("order_failures_total", "Orders refused, by error code", {{"code", code}})
+                .inc();
+        }
+    }
+
+    Step<Response> cancel_order(const auth::Principal& p, std::string_view id,
+                                const Request& request) {
+        if (auto denied = require(p, auth::Permission::cancel_order)) {
+            return *denied;
+        }
+        auth::ActingFor who{{}, p.subject, {}};
+        std::vector<std::string> visible;
+        if (p.role != auth::Role::admin) {
+            auto acting_for = acting(p, request);
+            if (!acting_for.ok()) {
+                return acting_for.error();
+            }
+            who = acting_for.value();
+            visible.push_back(who.partner_id);
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (!request.body.empty()) {
+            auto body = JsonObject::parse(request.body);
+            if (!body.ok()) {
+                return fail(400, body.error().code, body.error().message);
+            }
+            if (auto unknown = body.value().only({})) {
+                return fail(400, unknown->code, unknown->message);
+            }
+        }
+        if (!commands::is_valid_id(id)) {
+            return not_found();
+        }
+        const std::string order_id(id);
+        return idempotent(
+            idem.value(), commands::CancelOrder{order_id, visible}, metadata_of(who, idem.value()),
+            [&](const commands::Decision& decision, const model::CommerceState& s) {
+                if (!decision.ok()) {
+                    return rejection_response(decision.error());
+                }
+                const auto* order = s.order(order_id);
+                return json_response(200, order_view(order->placed, "cancelled",
+                                                     order->warehouse_id, order->erp_order_ref));
+            });
+    }
+
+    Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
         if (!principal.ok()) {
@@ -321,12 +666,20 @@ struct Api::Impl {
         if (get && parts.size() == 3 && parts[1] == "orders") {
             return order(p, parts[2]);
         }
+        const bool post = request.method == "POST";
+        if (post && parts.size() == 2 && parts[1] == "orders") {
+            auto placed = place_order(p, request);
+            count_order_outcome(placed.ok() ? placed.value() : placed.error().response);
+            return placed;
+        }
+        if (post && parts.size() == 4 && parts[1] == "orders" && parts[3] == "cancel") {
+            return cancel_order(p, parts[2], request);
+        }
         return not_found();
     }
 };
 
-Api::Api(ApiDependencies dependencies)
-    : impl_(std::make_unique<Impl>(Impl{std::move(dependencies)})) {}
+Api::Api(ApiDependencies dependencies) : impl_(std::make_unique<Impl>(std::move(dependencies))) {}
 
 Api::~Api() = default;
 

@@ -36,7 +36,7 @@ struct World {
     std::unique_ptr<EventStore> store = db.open();
     commands::CommandService commands{*store};
     metrics::Registry registry;
-    http::Api api{{*store, registry, secret}};
+    http::Api api{{*store, commands, registry, secret}};
 
     template <typename Command>
     commands::Outcome run(const Command& c) {
@@ -62,6 +62,24 @@ struct World {
                                {"TONER", "WH-SBY", 20}}});
         run(PlaceOrder{"O-P1-A", "P-1", {{"SERUM", 10}}, "first"});
         run(PlaceOrder{"O-P2-A", "P-2", {{"TONER", 0 + 10}}, ""});
+        run(ChangeSystemConfig{"order.min_threshold_idr", std::int64_t{100'000}});
+    }
+
+    http::Response post(const std::string& target, const std::string& bearer,
+                        const std::string& body, std::optional<std::string> key,
+                        std::optional<std::string> on_behalf_of = {}) {
+        http::Request r;
+        r.method = "POST";
+        r.target = target;
+        r.body = body;
+        r.headers.emplace_back("Authorization", "Bearer " + bearer);
+        if (key) {
+            r.headers.emplace_back("Idempotency-Key", *key);
+        }
+        if (on_behalf_of) {
+            r.headers.emplace_back("X-On-Behalf-Of", *on_behalf_of);
+        }
+        return api.handle(r);
     }
 
     http::Response get(const std::string& target, const std::string& bearer,
@@ -156,6 +174,106 @@ TEST_SUITE("api") {
         // A reseller may not name another partner.
         CHECK(w.get("/api/credit", token(auth::Role::reseller, "P-1"), "P-2").status == 403);
         CHECK(w.get("/api/nothing-here", token(auth::Role::admin)).status == 404);
+    }
+
+    TEST_CASE("place order: 201 with the view; the key replays it; misuse of the key is refused") {
+        World w;
+        const auto p1 = token(auth::Role::reseller, "P-1");
+        const std::string body = R"({"lines":[{"sku":"SERUM","qty":2}],"note":"rush"})";
+        const auto head = w.store->head_position();
+        const auto first = w.post("/api/orders", p1, body, "key-1");
+        REQUIRE(first.status == 201);
+        CHECK(first.body.find(R"("status":"placed")") != std::string::npos);
+        CHECK(first.body.find(R"("warehouse":"WH-JKT")") != std::string::npos);
+        CHECK(first.body.find(R"("unit_price":90001)") != std::string::npos);
+        CHECK(first.body.find(R"("placed_by":"u-reseller")") != std::string::npos);
+        CHECK(first.body.find(R"("placed_at":"20)") != std::string::npos);
+        CHECK(w.store->head_position() == head + 3);  // OrderPlaced, OrderRouted, the record.
+
+        const auto again = w.post("/api/orders", p1, body, "key-1");
+        CHECK(again.status == 201);
+        CHECK(again.body == first.body);
+        REQUIRE(again.headers.size() == 1);
+        CHECK(again.headers[0] ==
+              std::pair<std::string, std::string>("Idempotent-Replayed", "true"));
+        CHECK(w.store->head_position() == head + 3);  // Nothing placed twice.
+
+        CHECK(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":3}]})", "key-1").status ==
+              422);
+        CHECK(w.post("/api/orders", p1, body, std::nullopt).status == 400);
+        CHECK(w.post("/api/orders", p1, body, "").status == 400);
+        // The same key from another principal is another key.
+        CHECK(w.post("/api/orders", token(auth::Role::agent, "", {"P-1"}), body, "key-1", "P-1")
+                  .status == 201);
+        // The view can be read back (through the read model).
+        const auto id_at = first.body.find(R"("order_id":")") + 12;
+        const auto id = first.body.substr(id_at, first.body.find('"', id_at) - id_at);
+        CHECK(w.get("/api/orders/" + id, p1).body == first.body);
+    }
+
+    TEST_CASE("place order: bad bodies are 400 and not stored; business refusals are stored") {
+        World w;
+        const auto p1 = token(auth::Role::reseller, "P-1");
+        auto code = [](const http::Response& r) {
+            const auto at = r.body.find(R"("code":")");
+            return r.body.substr(at + 8, r.body.find('"', at + 8) - at - 8);
+        };
+        CHECK(code(w.post("/api/orders", p1, "{", "k")) == "invalid_json");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":1,"price":1}]})",
+                          "k")) == "invalid_request");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":0}]})", "k")) ==
+              "invalid_request");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":-1}]})", "k")) ==
+              "invalid_request");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":1e3}]})", "k")) ==
+              "invalid_request");
+        CHECK(code(w.post("/api/orders", p1,
+                          R"({"lines":[{"sku":"SERUM","qty":1},{"sku":"SERUM","qty":1}]})", "k")) ==
+              "invalid_request");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[]})", "k")) == "invalid_request");
+        // None of those was stored: the key still works.
+        const auto below = w.post("/api/orders", p1, R"({"lines":[{"sku":"TONER","qty":1}]})", "k");
+        CHECK(below.status == 422);
+        CHECK(code(below) == "below_minimum_order");
+        const auto replayed =
+            w.post("/api/orders", p1, R"({"lines":[{"sku":"TONER","qty":1}]})", "k");
+        CHECK(replayed.status == 422);
+        CHECK(replayed.headers.size() == 1);
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"NOPE","qty":1}]})", "k2")) ==
+              "unknown_sku");
+        CHECK(code(w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":6}]})", "k3")) ==
+              "insufficient_stock");
+        CHECK(w.post("/api/orders", token(auth::Role::finance), "{}", "k4").status == 403);
+        const auto text = w.registry.render();
+        CHECK(text.find(R"(order_failures_total{code="below_minimum_order"} 1)") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("credit hold is 201 without a warehouse; cancel frees it; BOLA on cancel") {
+        World w;
+        const auto p1 = token(auth::Role::reseller, "P-1");
+        // 3,000,000 limit, 900,010 open: 24 × 90,001 = 2,160,024 is over.
+        const auto held = w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":24}]})", "h");
+        REQUIRE(held.status == 201);
+        CHECK(held.body.find(R"("status":"credit_hold")") != std::string::npos);
+        CHECK(held.body.find(R"("warehouse":null)") != std::string::npos);
+        CHECK(w.registry.render().find("credit_check_rejection_count_total 1") !=
+              std::string::npos);
+        const auto id_at = held.body.find(R"("order_id":")") + 12;
+        const auto id = held.body.substr(id_at, held.body.find('"', id_at) - id_at);
+
+        CHECK(w.post("/api/orders/" + id + "/cancel", token(auth::Role::reseller, "P-2"), "", "c1")
+                  .status == 404);
+        const auto cancelled = w.post("/api/orders/" + id + "/cancel", p1, "", "c1");
+        CHECK(cancelled.status == 200);
+        CHECK(cancelled.body.find(R"("status":"cancelled")") != std::string::npos);
+        CHECK(w.post("/api/orders/" + id + "/cancel", p1, "", "c1").headers.size() == 1);
+        const auto twice = w.post("/api/orders/" + id + "/cancel", p1, "", "c2");
+        CHECK(twice.status == 409);
+        CHECK(twice.body.find("not_cancellable") != std::string::npos);
+        CHECK(w.post("/api/orders/O-NOPE/cancel", token(auth::Role::admin), "", "c3").status ==
+              404);
+        CHECK(w.post("/api/orders/" + id + "/cancel", p1, R"({"why":1})", "c4").status == 400);
     }
 
 }  // TEST_SUITE

@@ -10,6 +10,9 @@ class EventStore;
 namespace metrics {
 class Registry;
 }
+namespace commands {
+class CommandService;
+}
 }  // namespace oe
 
 namespace oe::http {
@@ -17,14 +20,16 @@ namespace oe::http {
 /// What the API needs from the rest of the program (the composition root wires it).
 struct ApiDependencies {
     EventStore& store;  // Read models are read through EventStore::query.
+    commands::CommandService& commands;
     metrics::Registry& metrics;
     std::string jwt_secret;  // AUTH_JWT_SECRET.
 };
 
 /// The JSON API of SPEC §6 behind one handler: authentication (HS256 bearer tokens), roles,
 /// agent masquerade, BOLA (another partner's order is 404, exactly like an unknown one), the
-/// error body shape, and the routes. Read routes so far: GET /api/catalog, /api/credit,
-/// /api/orders, /api/orders/{id}.
+/// error body shape, Idempotency-Key on every mutating request, and the routes: GET
+/// /api/catalog, /api/credit, /api/orders, /api/orders/{id}; POST /api/orders,
+/// /api/orders/{id}/cancel.
 class Api {
   public:
     explicit Api(ApiDependencies dependencies);
