@@ -71,7 +71,11 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/orders/")) {
         return path.ends_with("/cancel") ? "/api/orders/{id}/cancel" : "/api/orders/{id}";
     }
-    if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit") {
+    if (path.starts_with("/api/admin/orders/") && path.ends_with("/release-credit-hold")) {
+        return "/api/admin/orders/{id}/release-credit-hold";
+    }
+    if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit" ||
+        path == "/api/events") {
         return std::string(path);
     }
     return "unmatched";

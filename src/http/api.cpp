@@ -646,6 +646,86 @@ struct Api::Impl {
             });
     }
 
+    Step<Response> release_credit_hold(const auth::Principal& p, std::string_view id,
+                                       const Request& request) {
+        if (auto denied = require(p, auth::Permission::release_credit_hold)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (!request.body.empty()) {
+            auto body = JsonObject::parse(request.body);
+            if (!body.ok()) {
+                return fail(400, body.error().code, body.error().message);
+            }
+            if (auto unknown = body.value().only({})) {
+                return fail(400, unknown->code, unknown->message);
+            }
+        }
+        if (!commands::is_valid_id(id)) {
+            return not_found();
+        }
+        const std::string order_id(id);
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(
+            idem.value(), commands::ReleaseCreditHold{order_id, {}}, metadata_of(who, idem.value()),
+            [&](const commands::Decision& decision, const model::CommerceState& s) {
+                if (!decision.ok()) {
+                    return rejection_response(decision.error());
+                }
+                const auto* order = s.order(order_id);
+                const auto& events = decision.value().at(0).events;
+                auto routed = events::decode(events.at(1).type, 1, events.at(1).data);
+                return json_response(
+                    200, order_view(order->placed, "placed",
+                                    std::get<events::OrderRouted>(routed.value()).warehouse_id,
+                                    order->erp_order_ref));
+            });
+    }
+
+    /// GET /api/events?after=N&limit=M: the raw log in global order (SPEC §6).
+    Step<Response> event_feed(const auth::Principal& p, const Request& request) const {
+        if (auto denied = require(p, auth::Permission::read_events)) {
+            return *denied;
+        }
+        const auto params = query_of(request.target);
+        std::int64_t after = 0;
+        std::int64_t limit = 100;
+        for (const auto& [key, value] : params) {
+            std::int64_t* target = key == "after" ? &after : key == "limit" ? &limit : nullptr;
+            if (target == nullptr) {
+                return fail(400, "invalid_request", fmt::format("unknown parameter '{}'", key));
+            }
+            const auto [ptr, ec] =
+                std::from_chars(value.data(), value.data() + value.size(), *target);
+            if (ec != std::errc{} || ptr != value.data() + value.size()) {
+                return fail(400, "invalid_request", fmt::format("{} must be an integer", key));
+            }
+        }
+        if (after < 0 || limit < 1 || limit > 1000) {
+            return fail(400, "invalid_request", "after must be >= 0 and limit 1..1000");
+        }
+        const auto events = deps.store.read_all(after, static_cast<std::size_t>(limit));
+        std::string body = R"({"events":[)";
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            const auto& e = events[i];
+            if (i > 0) {
+                body.push_back(',');
+            }
+            body += fmt::format(R"({{"global_position":{},"stream_id":{},"stream_version":{},)"
+                                R"("type":{},"schema_version":{},"data":{},"metadata":{},)"
+                                R"("recorded_at":{}}})",
+                                e.global_position, text(e.stream_id), e.stream_version,
+                                text(e.type), e.schema_version, e.data, e.metadata,
+                                text(format_iso8601_us(e.recorded_at_us)));
+        }
+        body += fmt::format(R"(],"next_after":{}}})",
+                            events.empty() ? after : events.back().global_position);
+        return json_response(200, std::move(body));
+    }
+
     Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
@@ -674,6 +754,13 @@ struct Api::Impl {
         }
         if (post && parts.size() == 4 && parts[1] == "orders" && parts[3] == "cancel") {
             return cancel_order(p, parts[2], request);
+        }
+        if (post && parts.size() == 5 && parts[1] == "admin" && parts[2] == "orders" &&
+            parts[4] == "release-credit-hold") {
+            return release_credit_hold(p, parts[3], request);
+        }
+        if (get && parts.size() == 2 && parts[1] == "events") {
+            return event_feed(p, request);
         }
         return not_found();
     }

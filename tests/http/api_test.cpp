@@ -276,4 +276,39 @@ TEST_SUITE("api") {
         CHECK(w.post("/api/orders/" + id + "/cancel", p1, R"({"why":1})", "c4").status == 400);
     }
 
+    TEST_CASE("release of a credit hold by finance; raw event feed for admin and finance") {
+        World w;
+        const auto p1 = token(auth::Role::reseller, "P-1");
+        const auto held = w.post("/api/orders", p1, R"({"lines":[{"sku":"SERUM","qty":24}]})", "h");
+        REQUIRE(held.status == 201);
+        const auto id_at = held.body.find(R"("order_id":")") + 12;
+        const auto id = held.body.substr(id_at, held.body.find('"', id_at) - id_at);
+        const auto path = "/api/admin/orders/" + id + "/release-credit-hold";
+        CHECK(w.post(path, p1, "", "r1").status == 403);
+        // 24 units: WH-JKT has 5 available, WH-SBY none — the order stays on hold.
+        const auto no_stock = w.post(path, token(auth::Role::finance), "", "r1");
+        CHECK(no_stock.status == 422);
+        CHECK(no_stock.body.find("insufficient_stock") != std::string::npos);
+        w.run(commands::RecordStockLevels{now_us(), {{"SERUM", "WH-JKT", 100}}});
+        const auto released = w.post(path, token(auth::Role::finance), "", "r2");
+        CHECK(released.status == 200);
+        CHECK(released.body.find(R"("status":"placed")") != std::string::npos);
+        CHECK(released.body.find(R"("warehouse":"WH-JKT")") != std::string::npos);
+        const auto again = w.post(path, token(auth::Role::admin), "", "r3");
+        CHECK(again.status == 409);
+        CHECK(again.body.find("not_on_hold") != std::string::npos);
+
+        const auto feed = w.get("/api/events?after=2&limit=3", token(auth::Role::admin));
+        CHECK(feed.status == 200);
+        CHECK(feed.body.starts_with(R"({"events":[{"global_position":3,)"));
+        CHECK(feed.body.ends_with(R"(],"next_after":5})"));
+        CHECK(w.get("/api/events", token(auth::Role::finance)).status == 200);
+        CHECK(w.get("/api/events", p1).status == 403);
+        CHECK(w.get("/api/events?limit=1001", token(auth::Role::admin)).status == 400);
+        CHECK(w.get("/api/events?after=-1", token(auth::Role::admin)).status == 400);
+        CHECK(w.get("/api/events?after=x", token(auth::Role::admin)).status == 400);
+        const auto end = w.get("/api/events?after=100000", token(auth::Role::admin));
+        CHECK(end.body == R"({"events":[],"next_after":100000})");
+    }
+
 }  // TEST_SUITE
