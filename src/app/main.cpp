@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <oe/app/config_service.hpp>
 #include <oe/app/demo.hpp>
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
@@ -30,7 +31,8 @@ constexpr const char* default_database_url = "sqlite://./data/orderengine.db";
 constexpr const char* usage =
     "usage: orderengine <command> [options]\n"
     "  serve [--port P] [--no-migrate] [--demo]\n"
-    "                                    run the HTTP API (DATABASE_URL, PORT);\n"
+    "                                    run the HTTP API (DATABASE_URL, PORT,\n"
+    "                                    AUTH_JWT_SECRET, REDIS_URL);\n"
     "                                    --demo loads demo data into an empty store\n"
     "  migrate                           apply pending schema migrations and exit\n"
     "  token --role R [--partner P] [--partners P1,P2] [--sub S] [--ttl-s N]\n"
@@ -74,8 +76,12 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/admin/orders/") && path.ends_with("/release-credit-hold")) {
         return "/api/admin/orders/{id}/release-credit-hold";
     }
+    if (path.starts_with("/api/admin/config/")) {
+        return path.ends_with("/history") ? "/api/admin/config/{key}/history"
+                                          : "/api/admin/config/{key}";
+    }
     if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit" ||
-        path == "/api/events") {
+        path == "/api/events" || path == "/api/admin/config") {
         return std::string(path);
     }
     return "unmatched";
@@ -228,7 +234,10 @@ int run_serve(const std::vector<std::string>& args) {
     projections.start();
 
     oe::metrics::Registry metrics;
-    oe::http::Api api({*store, commands, metrics, *jwt_secret});
+    auto config_cache = oe::app::make_config_cache(env_optional("REDIS_URL"));
+    oe::app::ConfigService config(*store, commands, projections, *config_cache);
+    oe::log(oe::LogLevel::info, "config cache", {{"cache", std::string(config_cache->name())}});
+    oe::http::Api api({*store, commands, config, metrics, *jwt_secret});
     for (const auto& [name, position] : projections.checkpoints()) {
         metrics.gauge_callback(
             "projection_lag_events", "Committed events a projection has not applied yet",

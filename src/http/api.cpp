@@ -15,6 +15,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <oe/app/config_service.hpp>
 #include <oe/auth/identity.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
@@ -27,6 +28,7 @@
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
+#include <oe/model/config_keys.hpp>
 
 namespace oe::http {
 
@@ -726,6 +728,99 @@ struct Api::Impl {
         return json_response(200, std::move(body));
     }
 
+    static std::string entry_json(const app::ConfigEntry& e) {
+        return fmt::format(
+            R"({{"key":{},"value":{},"version":{},"updated_by":{},"updated_at":{}}})", text(e.key),
+            e.value_json, e.version, text(e.updated_by), text(e.updated_at));
+    }
+
+    /// GET /api/admin/config and /api/admin/config/{key}: through the config cache.
+    Step<Response> config_read(const auth::Principal& p, std::optional<std::string_view> key) {
+        if (auto denied = require(p, auth::Permission::manage_config)) {
+            return *denied;
+        }
+        if (key) {
+            const auto entry = deps.config.get(*key);
+            if (!entry) {
+                return not_found();
+            }
+            return json_response(200, entry_json(*entry));
+        }
+        std::string body = "[";
+        for (const auto& entry : deps.config.all()) {
+            body += (body.size() > 1 ? "," : "") + entry_json(entry);
+        }
+        body.push_back(']');
+        return json_response(200, std::move(body));
+    }
+
+    /// GET /api/admin/config/{key}/history: every change, oldest first, from the log itself.
+    Step<Response> config_history(const auth::Principal& p, std::string_view key) const {
+        if (auto denied = require(p, auth::Permission::view_config_history)) {
+            return *denied;
+        }
+        const auto* spec = model::find_config_key(key);
+        if (spec == nullptr) {
+            return not_found();
+        }
+        const auto render = [spec](std::int64_t number) {
+            std::string out;
+            if (spec->type == model::ConfigType::integer) {
+                return std::to_string(number);
+            }
+            append_json_string(out, model::format_decimal2(number));
+            return out;
+        };
+        std::int64_t current = spec->default_value;
+        std::int64_t version = 0;
+        std::string body = "[";
+        const auto tier = model::tier_of_key(key);
+        for (const auto& e : deps.store.read_stream(events::config_stream())) {
+            auto decoded = events::decode(e);
+            if (!decoded.ok()) {
+                continue;
+            }
+            std::optional<std::int64_t> value;
+            bool reset = false;
+            if (const auto* t = std::get_if<events::TierConfigChanged>(&decoded.value())) {
+                if (tier && t->tier == *tier) {
+                    value = key == model::tier_discount_key(*tier)
+                                ? t->discount_bps
+                                : t->loyalty_multiplier_hundredths;
+                }
+            } else if (const auto* c = std::get_if<events::SystemConfigChanged>(&decoded.value())) {
+                if (c->key == key) {
+                    value = model::numeric_value(*spec, c->value);
+                }
+            } else if (const auto* r = std::get_if<events::SystemConfigReset>(&decoded.value())) {
+                if (r->key == key) {
+                    value = spec->default_value;
+                    reset = true;
+                }
+            }
+            if (!value || (*value == current && !reset)) {
+                continue;  // Not this key, or a tier change that left it as it was.
+            }
+            current = *value;
+            ++version;
+            std::optional<std::string> actor;
+            try {
+                const auto m = EventMetadata::from_json(e.metadata);
+                if (!m.actor.empty()) {
+                    actor = m.actor;
+                }
+            } catch (const std::invalid_argument&) {
+                actor.reset();
+            }
+            body += fmt::format(
+                R"({}{{"version":{},"value":{},"change":"{}","updated_by":{},"updated_at":{}}})",
+                body.size() > 1 ? "," : "", version, render(current), reset ? "reset" : "set",
+                text(actor), text(format_iso8601_us(e.recorded_at_us)));
+        }
+        body.push_back(']');
+        return json_response(200, std::move(body));
+    }
+
     Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
@@ -761,6 +856,18 @@ struct Api::Impl {
         }
         if (get && parts.size() == 2 && parts[1] == "events") {
             return event_feed(p, request);
+        }
+        if (get && parts.size() >= 3 && parts.size() <= 5 && parts[1] == "admin" &&
+            parts[2] == "config") {
+            if (parts.size() == 3) {
+                return config_read(p, std::nullopt);
+            }
+            if (parts.size() == 4) {
+                return config_read(p, parts[3]);
+            }
+            if (parts[4] == "history") {
+                return config_history(p, parts[3]);
+            }
         }
         return not_found();
     }

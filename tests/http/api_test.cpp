@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <oe/app/config_service.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
 #include <oe/http/api.hpp>
@@ -36,7 +37,10 @@ struct World {
     std::unique_ptr<EventStore> store = db.open();
     commands::CommandService commands{*store};
     metrics::Registry registry;
-    http::Api api{{*store, commands, registry, secret}};
+    projections::ProjectionRunner runner{*store, projections::make_read_models()};
+    std::unique_ptr<ConfigCache> cache = app::make_config_cache(std::nullopt);
+    app::ConfigService config{*store, commands, runner, *cache};
+    http::Api api{{*store, commands, config, registry, secret}};
 
     template <typename Command>
     commands::Outcome run(const Command& c) {
@@ -84,7 +88,6 @@ struct World {
 
     http::Response get(const std::string& target, const std::string& bearer,
                        std::optional<std::string> on_behalf_of = {}) {
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
         runner.catch_up();
         http::Request r;
         r.method = "GET";
@@ -309,6 +312,35 @@ TEST_SUITE("api") {
         CHECK(w.get("/api/events?after=x", token(auth::Role::admin)).status == 400);
         const auto end = w.get("/api/events?after=100000", token(auth::Role::admin));
         CHECK(end.body == R"({"events":[],"next_after":100000})");
+    }
+
+    TEST_CASE("config reads: all keys with defaults, one key, history from the log") {
+        World w;  // Its setup set order.min_threshold_idr to 100,000.
+        const auto admin = token(auth::Role::admin);
+        const auto all = w.get("/api/admin/config", admin);
+        CHECK(all.status == 200);
+        CHECK(all.body.find(
+                  R"({"key":"erp.max_rps","value":"2.00","version":0,"updated_by":null,)") !=
+              std::string::npos);
+        const auto one = w.get("/api/admin/config/order.min_threshold_idr", admin);
+        CHECK(one.status == 200);
+        CHECK(one.body.starts_with(
+            R"({"key":"order.min_threshold_idr","value":100000,"version":1,"updated_by":"admin",)"));
+        CHECK(w.get("/api/admin/config/no.such.key", admin).status == 404);
+        CHECK(w.get("/api/admin/config", token(auth::Role::finance)).status == 403);
+        w.run(commands::ResetSystemConfig{"order.min_threshold_idr"});
+        w.run(commands::ChangeTierConfig{"GOLD", 1'200, "1.50"});
+        const auto history =
+            w.get("/api/admin/config/order.min_threshold_idr/history", token(auth::Role::finance));
+        CHECK(history.status == 200);
+        CHECK(history.body.find(
+                  R"([{"version":1,"value":100000,"change":"set","updated_by":"admin",)") == 0);
+        CHECK(history.body.find(R"({"version":2,"value":500000,"change":"reset",)") !=
+              std::string::npos);
+        const auto tier = w.get("/api/admin/config/tier.GOLD.loyalty_multiplier/history", admin);
+        CHECK(tier.body == "[]");  // The tier change left the multiplier as it was.
+        CHECK(w.get("/api/admin/config/tier.GOLD.discount_bps/history", admin)
+                  .body.find(R"("version":1,"value":1200,"change":"set")") != std::string::npos);
     }
 
 }  // TEST_SUITE

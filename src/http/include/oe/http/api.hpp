@@ -13,6 +13,9 @@ class Registry;
 namespace commands {
 class CommandService;
 }
+namespace app {
+class ConfigService;
+}
 }  // namespace oe
 
 namespace oe::http {
@@ -21,6 +24,7 @@ namespace oe::http {
 struct ApiDependencies {
     EventStore& store;  // Read models are read through EventStore::query.
     commands::CommandService& commands;
+    app::ConfigService& config;
     metrics::Registry& metrics;
     std::string jwt_secret;  // AUTH_JWT_SECRET.
 };
@@ -28,8 +32,9 @@ struct ApiDependencies {
 /// The JSON API of SPEC §6 behind one handler: authentication (HS256 bearer tokens), roles,
 /// agent masquerade, BOLA (another partner's order is 404, exactly like an unknown one), the
 /// error body shape, Idempotency-Key on every mutating request, and the routes: GET
-/// /api/catalog, /api/credit, /api/orders, /api/orders/{id}; POST /api/orders,
-/// /api/orders/{id}/cancel.
+/// /api/catalog, /api/credit, /api/orders, /api/orders/{id}, /api/events,
+/// /api/admin/config[/{key}[/history]]; POST /api/orders, /api/orders/{id}/cancel,
+/// /api/admin/orders/{id}/release-credit-hold.
 class Api {
   public:
     explicit Api(ApiDependencies dependencies);
