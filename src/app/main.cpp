@@ -249,8 +249,11 @@ int run_serve(const std::vector<std::string>& args) {
 
     oe::http::ServerOptions options;
     options.port = *port;
-    oe::http::Server server(options, [&](const oe::http::Request& request) {
+    oe::http::Server server(options, [&](const oe::http::Request& incoming) {
         const auto started = std::chrono::steady_clock::now();
+        oe::http::Request request = incoming;
+        auto [trace_id, traceparent] = oe::http::trace_context(request.header("traceparent"));
+        request.trace_id = trace_id;
         const auto path = request.path();
         std::string route = "unmatched";
         oe::http::Response response;
@@ -276,6 +279,18 @@ int run_serve(const std::vector<std::string>& args) {
                        {{"route", route}, {"status", std::to_string(response.status)}})
             .observe(
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        response.headers.emplace_back("traceparent", traceparent);
+        if (route != "/health" && route != "/metrics") {
+            const double ms = std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - started)
+                                  .count();
+            oe::log(response.status >= 500 ? oe::LogLevel::error : oe::LogLevel::info, "request",
+                    {{"trace_id", trace_id},
+                     {"method", request.method},
+                     {"route", route},
+                     {"status", std::to_string(response.status)},
+                     {"duration_ms", fmt::format("{:.3f}", ms)}});
+        }
         return response;
     });
     server.start();

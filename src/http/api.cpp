@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include <mutex>
+#include <random>
 #include <set>
 
 #include <boost/json/parse.hpp>
@@ -189,6 +190,40 @@ bool storable(int status) {
 constexpr std::string_view idempotency_record_type = "IdempotentResponseRecorded";
 
 }  // namespace
+
+namespace {
+
+bool is_lower_hex(std::string_view text) {
+    return std::all_of(text.begin(), text.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string random_hex(std::size_t bytes) {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    std::string out;
+    while (out.size() < 2 * bytes) {
+        out += fmt::format("{:016x}", random());
+    }
+    out.resize(2 * bytes);
+    return out;
+}
+
+}  // namespace
+
+std::pair<std::string, std::string> trace_context(std::optional<std::string_view> incoming) {
+    std::string trace_id;
+    // version-traceid-parentid-flags: "00-" 32 hex "-" 16 hex "-" 2 hex; all-zero ids invalid.
+    if (incoming && incoming->size() == 55 && incoming->substr(0, 3) == "00-" &&
+        (*incoming)[35] == '-' && (*incoming)[52] == '-' && is_lower_hex(incoming->substr(3, 32)) &&
+        is_lower_hex(incoming->substr(36, 16)) && is_lower_hex(incoming->substr(53, 2)) &&
+        incoming->substr(3, 32) != std::string(32, '0') &&
+        incoming->substr(36, 16) != std::string(16, '0')) {
+        trace_id = std::string(incoming->substr(3, 32));
+    } else {
+        trace_id = random_hex(16);
+    }
+    return {trace_id, "00-" + trace_id + "-" + random_hex(8) + "-01"};
+}
 
 Response error_response(int status, std::string_view code, std::string_view message) {
     std::string body = R"({"error":{"code":)";
@@ -500,11 +535,14 @@ struct Api::Impl {
                               rejection.message);
     }
 
-    static EventMetadata metadata_of(const auth::ActingFor& who, const Idempotency& idem) {
+    static EventMetadata metadata_of(const auth::ActingFor& who, const Idempotency& idem,
+                                     const Request& request) {
         EventMetadata m;
         m.actor = who.actor;
         m.on_behalf_of = who.on_behalf_of;
         m.idempotency_key = idem.key;
+        m.trace_id = request.trace_id;
+        m.correlation_id = request.trace_id;
         return m;
     }
 
@@ -550,7 +588,7 @@ struct Api::Impl {
             command.lines.push_back({sku.value(), qty.value()});
         }
         auto answer = idempotent(
-            idem.value(), command, metadata_of(who.value(), idem.value()),
+            idem.value(), command, metadata_of(who.value(), idem.value(), request),
             [&](const commands::Decision& decision, const model::CommerceState&) {
                 if (!decision.ok()) {
                     return rejection_response(decision.error());
@@ -636,16 +674,17 @@ struct Api::Impl {
             return not_found();
         }
         const std::string order_id(id);
-        return idempotent(
-            idem.value(), commands::CancelOrder{order_id, visible}, metadata_of(who, idem.value()),
-            [&](const commands::Decision& decision, const model::CommerceState& s) {
-                if (!decision.ok()) {
-                    return rejection_response(decision.error());
-                }
-                const auto* order = s.order(order_id);
-                return json_response(200, order_view(order->placed, "cancelled",
-                                                     order->warehouse_id, order->erp_order_ref));
-            });
+        return idempotent(idem.value(), commands::CancelOrder{order_id, visible},
+                          metadata_of(who, idem.value(), request),
+                          [&](const commands::Decision& decision, const model::CommerceState& s) {
+                              if (!decision.ok()) {
+                                  return rejection_response(decision.error());
+                              }
+                              const auto* order = s.order(order_id);
+                              return json_response(
+                                  200, order_view(order->placed, "cancelled", order->warehouse_id,
+                                                  order->erp_order_ref));
+                          });
     }
 
     Step<Response> release_credit_hold(const auth::Principal& p, std::string_view id,
@@ -672,7 +711,8 @@ struct Api::Impl {
         const std::string order_id(id);
         const auth::ActingFor who{{}, p.subject, {}};
         return idempotent(
-            idem.value(), commands::ReleaseCreditHold{order_id, {}}, metadata_of(who, idem.value()),
+            idem.value(), commands::ReleaseCreditHold{order_id, {}},
+            metadata_of(who, idem.value(), request),
             [&](const commands::Decision& decision, const model::CommerceState& s) {
                 if (!decision.ok()) {
                     return rejection_response(decision.error());

@@ -113,6 +113,12 @@ if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
     missing=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/nope")
     [[ "$missing" == *'"code":"not_found"'*' 404' ]] && ok "unknown route is a JSON 404" \
         || not_ok "unknown route: $missing"
+    traced=$(curl -s -D - -o /dev/null \
+        -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+        "http://127.0.0.1:$port/ready" | tr -d '\r' | grep -i '^traceparent:')
+    [[ "$traced" == *'00-4bf92f3577b34da6a3ce929d0e0e4736-'* ]] \
+        && ok "an incoming traceparent is continued in the response" \
+        || not_ok "traceparent: $traced"
     reseller=$("$bin" token --role reseller --partner P-404)
     unauth=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/api/catalog")
     [[ "$unauth" == *'"code":"unauthenticated"'*' 401' ]] && ok "API without a token is 401" \
@@ -140,6 +146,9 @@ if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
     if stop_server; then ok "SIGTERM stops serve with exit 0"; else not_ok "SIGTERM exit code"; fi
     grep -q '"msg":"listening"' "$work/serve.err" && ok "serve logs a JSON 'listening' line" \
         || not_ok "no JSON listening log: $(cat "$work/serve.err")"
+    grep -q '"msg":"request","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","method":"GET","route":"/ready","status":"200"' \
+        "$work/serve.err" && ok "requests are logged as JSON lines with their trace id" \
+        || not_ok "no request log line: $(grep request "$work/serve.err" | head -3)"
 else
     not_ok "serve did not answer /health: $(cat "$work/serve.err")"
 fi

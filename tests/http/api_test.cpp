@@ -343,4 +343,44 @@ TEST_SUITE("api") {
                   .body.find(R"("version":1,"value":1200,"change":"set")") != std::string::npos);
     }
 
+    TEST_CASE("trace context: a valid traceparent is continued, anything else starts a trace") {
+        const std::string valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        auto [trace, header] = http::trace_context(valid);
+        CHECK(trace == "4bf92f3577b34da6a3ce929d0e0e4736");
+        CHECK(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        CHECK(header.size() == 55);
+        CHECK(header.substr(36, 16) != "00f067aa0ba902b7");  // Our own span.
+        for (const char* bad :
+             {"", "garbage", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+              "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+              "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+              "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"}) {
+            auto [fresh, fresh_header] = http::trace_context(std::string_view(bad));
+            CHECK(fresh.size() == 32);
+            CHECK(fresh != "4bf92f3577b34da6a3ce929d0e0e4736");
+            CHECK(fresh_header.substr(3, 32) == fresh);
+        }
+        CHECK(http::trace_context(std::nullopt).first.size() == 32);
+    }
+
+    TEST_CASE("the request's trace id is recorded in the metadata of every event it appends") {
+        World w;
+        http::Request r;
+        r.method = "POST";
+        r.target = "/api/orders";
+        r.body = R"({"lines":[{"sku":"SERUM","qty":2}]})";
+        r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        r.headers = {{"Authorization", "Bearer " + token(auth::Role::reseller, "P-1")},
+                     {"Idempotency-Key", "t-1"}};
+        REQUIRE(w.api.handle(r).status == 201);
+        const auto events = w.store->read_all(w.store->head_position() - 3, 10);
+        REQUIRE(events.size() == 3);
+        for (const auto& e : events) {
+            const auto m = EventMetadata::from_json(e.metadata);
+            CHECK(m.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+            CHECK(m.idempotency_key == "t-1");
+            CHECK(m.actor == "u-reseller");
+        }
+    }
+
 }  // TEST_SUITE

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include <oe/http/server.hpp>
 
@@ -49,6 +51,11 @@ class Api {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+/// W3C trace context: continues a valid incoming `traceparent` (same trace id, new span) or
+/// starts a new trace. Returns {trace_id, traceparent header value for the response}.
+[[nodiscard]] std::pair<std::string, std::string> trace_context(
+    std::optional<std::string_view> incoming);
 
 /// {"error":{"code":…,"message":…}}
 [[nodiscard]] Response error_response(int status, std::string_view code, std::string_view message);

@@ -20,6 +20,7 @@ struct Request {
     std::string target;  // Path and query, as sent.
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
+    std::string trace_id;  // W3C trace id of this request (set by the telemetry layer).
 
     /// The first header with this name (case-insensitive), if any.
     [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const;
