@@ -208,6 +208,45 @@ Decision decide(const SetCreditLimit& c, const CommerceState& s, const EventMeta
                events::CreditLimitSet{c.partner_id, c.credit_limit_idr}, m);
 }
 
+Decision decide(const UpdatePartner& c, const CommerceState& s, const EventMetadata& m) {
+    if (s.partner(c.partner_id) == nullptr) {
+        return reject(Rejected::unknown_partner, fmt::format("unknown partner {}", c.partner_id));
+    }
+    // Each part is decided against the same state; their events form one append, so a PATCH
+    // changes all it asks for or nothing.
+    StreamAppend merged{events::partner_stream(c.partner_id), ExpectedVersion::any(), {}};
+    auto take = [&merged](Decision part) -> std::optional<Rejection> {
+        if (!part.ok()) {
+            return part.error();
+        }
+        for (auto& append : part.value()) {
+            for (auto& event : append.events) {
+                merged.events.push_back(std::move(event));
+            }
+        }
+        return std::nullopt;
+    };
+    if (c.name || c.region) {
+        if (auto bad = take(decide(ChangePartnerDetails{c.partner_id, c.name, c.region}, s, m))) {
+            return *bad;
+        }
+    }
+    if (c.tier) {
+        if (auto bad = take(decide(ChangePartnerTier{c.partner_id, *c.tier}, s, m))) {
+            return *bad;
+        }
+    }
+    if (c.credit_limit_idr) {
+        if (auto bad = take(decide(SetCreditLimit{c.partner_id, *c.credit_limit_idr}, s, m))) {
+            return *bad;
+        }
+    }
+    if (merged.events.empty()) {
+        return std::vector<StreamAppend>{};
+    }
+    return std::vector<StreamAppend>{std::move(merged)};
+}
+
 Decision decide(const RegisterProduct& c, const CommerceState& s, const EventMetadata& m) {
     if (!is_valid_id(c.sku) || !is_clean_name(c.name, limits::name_bytes_max)) {
         return reject(Rejected::invalid_request,

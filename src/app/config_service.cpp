@@ -161,6 +161,17 @@ void ConfigService::settle(const commands::Outcome& outcome) {
     }
 }
 
+void ConfigService::changed(std::int64_t position, const std::vector<std::string>& keys) {
+    if (!projections_.wait_for(
+            position, std::chrono::duration_cast<std::chrono::milliseconds>(read_model_wait))) {
+        log(LogLevel::warn, "config read model is behind; purging the cache anyway",
+            {{"position", std::to_string(position)}});
+    }
+    for (const auto& key : keys) {
+        reader_.invalidate(key);
+    }
+}
+
 std::unique_ptr<ConfigCache> make_config_cache(const std::optional<std::string>& redis_url) {
     if (redis_url && !redis_url->empty()) {
         return std::make_unique<redis::RedisConfigCache>(*redis_url);

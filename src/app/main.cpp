@@ -76,6 +76,16 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/admin/orders/") && path.ends_with("/release-credit-hold")) {
         return "/api/admin/orders/{id}/release-credit-hold";
     }
+    if (path.starts_with("/api/admin/partners/")) {
+        return "/api/admin/partners/{id}";
+    }
+    if (path.starts_with("/api/admin/tiers/")) {
+        return "/api/admin/tiers/{tier}";
+    }
+    if (path == "/api/admin/partners" || path == "/api/admin/products" ||
+        path == "/api/admin/warehouses") {
+        return std::string(path);
+    }
     if (path.starts_with("/api/admin/config/")) {
         return path.ends_with("/history") ? "/api/admin/config/{key}/history"
                                           : "/api/admin/config/{key}";

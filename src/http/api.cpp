@@ -861,6 +861,196 @@ struct Api::Impl {
         return json_response(200, std::move(body));
     }
 
+    // ---- Admin: master data and tiers (SPEC §6). Each is one command under an
+    // ---- Idempotency-Key; the answer echoes what is now true.
+
+    using Answer = std::function<Response(const commands::Decision&, const model::CommerceState&)>;
+
+    /// An answer that maps a rejection to its error and success to `status` with `body`.
+    static Answer answer_with(int status,
+                              std::function<std::string(const model::CommerceState&)> body) {
+        return [status, body = std::move(body)](const commands::Decision& decision,
+                                                const model::CommerceState& state) {
+            if (!decision.ok()) {
+                return rejection_response(decision.error());
+            }
+            return json_response(status, body(state));
+        };
+    }
+
+    static std::string partner_json(std::string_view id, std::string_view name,
+                                    std::string_view tier, std::string_view region,
+                                    std::int64_t credit_limit) {
+        return fmt::format(
+            R"({{"partner_id":{},"name":{},"tier":{},"region":{},"credit_limit":{}}})",
+            text(std::string(id)), text(std::string(name)), text(std::string(tier)),
+            text(std::string(region)), credit_limit);
+    }
+
+    /// The shared front of every admin mutation: role, key, strict body with allowed fields.
+    Step<std::pair<Idempotency, JsonObject>> admin_front(
+        const auth::Principal& p, const Request& request, auth::Permission permission,
+        std::initializer_list<std::string_view> fields) const {
+        if (auto denied = require(p, permission)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        auto body = JsonObject::parse(request.body);
+        if (!body.ok()) {
+            return fail(400, body.error().code, body.error().message);
+        }
+        if (auto unknown = body.value().only(fields)) {
+            return fail(400, unknown->code, unknown->message);
+        }
+        return std::pair<Idempotency, JsonObject>{std::move(idem).value(), std::move(body).value()};
+    }
+
+#define OE_TAKE(var, expr)                                                         \
+    auto var##_result = (expr);                                                    \
+    if (!var##_result.ok()) {                                                      \
+        return fail(400, var##_result.error().code, var##_result.error().message); \
+    }                                                                              \
+    auto var = std::move(var##_result).value()
+
+    Step<Response> register_partner(const auth::Principal& p, const Request& request) {
+        auto front = admin_front(p, request, auth::Permission::manage_master_data,
+                                 {"partner_id", "name", "tier", "region", "credit_limit"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(id, body.string("partner_id", 64));
+        OE_TAKE(name, body.string("name", commands::limits::name_bytes_max));
+        OE_TAKE(tier, body.string("tier", 16));
+        OE_TAKE(region, body.string("region", 64));
+        OE_TAKE(limit, body.integer("credit_limit", 0, commands::limits::money_idr_max));
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(idem, commands::RegisterPartner{id, name, tier, region, limit},
+                          metadata_of(who, idem, request),
+                          answer_with(201, [=](const model::CommerceState&) {
+                              return partner_json(id, name, tier, region, limit);
+                          }));
+    }
+
+    Step<Response> update_partner(const auth::Principal& p, std::string_view id,
+                                  const Request& request) {
+        auto front = admin_front(p, request, auth::Permission::manage_master_data,
+                                 {"partner_id", "name", "tier", "region", "credit_limit"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(same_id, body.optional_string("partner_id", 64));
+        if (same_id && *same_id != id) {
+            return fail(400, "invalid_request", "partner_id cannot be changed");
+        }
+        OE_TAKE(name, body.optional_string("name", commands::limits::name_bytes_max));
+        OE_TAKE(tier, body.optional_string("tier", 16));
+        OE_TAKE(region, body.optional_string("region", 64));
+        OE_TAKE(limit, body.optional_integer("credit_limit", 0, commands::limits::money_idr_max));
+        const std::string partner_id(id);
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(
+            idem, commands::UpdatePartner{partner_id, name, region, tier, limit},
+            metadata_of(who, idem, request),
+            [=](const commands::Decision& decision, const model::CommerceState& s) {
+                if (!decision.ok()) {
+                    if (decision.error().reason == commands::Rejected::unknown_partner) {
+                        return error_response(404, "not_found", "no such partner");
+                    }
+                    return rejection_response(decision.error());
+                }
+                // The state is as before this change; the answer shows it after.
+                const auto* before = s.partner(partner_id);
+                return json_response(
+                    200, partner_json(partner_id, name.value_or(before->name),
+                                      tier.value_or(std::string(events::to_string(before->tier))),
+                                      region.value_or(before->region),
+                                      limit.value_or(before->credit_limit_idr)));
+            });
+    }
+
+    Step<Response> register_product(const auth::Principal& p, const Request& request) {
+        auto front = admin_front(p, request, auth::Permission::manage_master_data,
+                                 {"sku", "name", "base_price", "buffer_qty"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(sku, body.string("sku", 64));
+        OE_TAKE(name, body.string("name", commands::limits::name_bytes_max));
+        OE_TAKE(price, body.integer("base_price", 0, 10'000'000'000));
+        OE_TAKE(buffer, body.optional_integer("buffer_qty", 0, commands::limits::stock_qty_max));
+        const std::int64_t buffer_qty = buffer.value_or(0);
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(
+            idem, commands::RegisterProduct{sku, name, price, buffer_qty},
+            metadata_of(who, idem, request), answer_with(201, [=](const model::CommerceState&) {
+                return fmt::format(R"({{"sku":{},"name":{},"base_price":{},"buffer_qty":{}}})",
+                                   text(sku), text(name), price, buffer_qty);
+            }));
+    }
+
+    Step<Response> register_warehouse(const auth::Principal& p, const Request& request) {
+        auto front = admin_front(p, request, auth::Permission::manage_master_data,
+                                 {"warehouse_id", "sla_hours"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(id, body.string("warehouse_id", 64));
+        OE_TAKE(sla, body.integer_map("sla_hours", 0, commands::limits::sla_hours_max, 1'000));
+        commands::RegisterWarehouse command{id, {}};
+        for (const auto& [region, hours] : sla) {
+            command.sla_hours[region] = hours;
+        }
+        std::string sla_json = "{";
+        for (const auto& [region, hours] : command.sla_hours) {
+            sla_json +=
+                (sla_json.size() > 1 ? "," : "") + text(region) + ":" + std::to_string(hours);
+        }
+        sla_json.push_back('}');
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(idem, command, metadata_of(who, idem, request),
+                          answer_with(201, [=](const model::CommerceState&) {
+                              return fmt::format(R"({{"warehouse_id":{},"sla_hours":{}}})",
+                                                 text(id), sla_json);
+                          }));
+    }
+
+    Step<Response> change_tier(const auth::Principal& p, std::string_view tier,
+                               const Request& request) {
+        auto front = admin_front(p, request, auth::Permission::manage_config,
+                                 {"discount_bps", "loyalty_multiplier"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(discount, body.integer("discount_bps", INT64_MIN, INT64_MAX));
+        OE_TAKE(multiplier, body.string("loyalty_multiplier", 16));
+        const std::string tier_name(tier);
+        const auth::ActingFor who{{}, p.subject, {}};
+        auto answer = idempotent(
+            idem, commands::ChangeTierConfig{tier_name, discount, multiplier},
+            metadata_of(who, idem, request), answer_with(200, [=](const model::CommerceState&) {
+                return fmt::format(R"({{"tier":{},"discount_bps":{},"loyalty_multiplier":{}}})",
+                                   text(tier_name), discount, text(multiplier));
+            }));
+        if (answer.ok() && answer.value().status == 200 && answer.value().headers.empty()) {
+            if (const auto parsed = events::parse_tier(tier_name)) {
+                // A change applies to the very next read: purge once the read model has it.
+                deps.config.changed(
+                    deps.store.head_position(),
+                    {model::tier_discount_key(*parsed), model::tier_multiplier_key(*parsed)});
+            }
+        }
+        return answer;
+    }
+#undef OE_TAKE
+
     Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
@@ -896,6 +1086,23 @@ struct Api::Impl {
         }
         if (get && parts.size() == 2 && parts[1] == "events") {
             return event_feed(p, request);
+        }
+        if (parts.size() >= 3 && parts[1] == "admin") {
+            if (post && parts.size() == 3 && parts[2] == "partners") {
+                return register_partner(p, request);
+            }
+            if (request.method == "PATCH" && parts.size() == 4 && parts[2] == "partners") {
+                return update_partner(p, parts[3], request);
+            }
+            if (post && parts.size() == 3 && parts[2] == "products") {
+                return register_product(p, request);
+            }
+            if (post && parts.size() == 3 && parts[2] == "warehouses") {
+                return register_warehouse(p, request);
+            }
+            if (request.method == "PUT" && parts.size() == 4 && parts[2] == "tiers") {
+                return change_tier(p, parts[3], request);
+            }
         }
         if (get && parts.size() >= 3 && parts.size() <= 5 && parts[1] == "admin" &&
             parts[2] == "config") {

@@ -86,6 +86,17 @@ struct World {
         return api.handle(r);
     }
 
+    http::Response send(const std::string& method, const std::string& target,
+                        const std::string& bearer, const std::string& body,
+                        const std::string& key) {
+        http::Request r;
+        r.method = method;
+        r.target = target;
+        r.body = body;
+        r.headers = {{"Authorization", "Bearer " + bearer}, {"Idempotency-Key", key}};
+        return api.handle(r);
+    }
+
     http::Response get(const std::string& target, const std::string& bearer,
                        std::optional<std::string> on_behalf_of = {}) {
         runner.catch_up();
@@ -381,6 +392,72 @@ TEST_SUITE("api") {
             CHECK(m.idempotency_key == "t-1");
             CHECK(m.actor == "u-reseller");
         }
+    }
+
+    TEST_CASE("admin: partners, products, warehouses and tiers through the API") {
+        World w;
+        const auto admin = token(auth::Role::admin);
+        const auto created = w.send("POST", "/api/admin/partners", admin,
+                                    R"({"partner_id":"P-9","name":"Sembilan","tier":"SILVER",)"
+                                    R"("region":"ID-JB","credit_limit":5000000})",
+                                    "a1");
+        CHECK(created.status == 201);
+        CHECK(created.body == R"({"partner_id":"P-9","name":"Sembilan","tier":"SILVER",)"
+                              R"("region":"ID-JB","credit_limit":5000000})");
+        CHECK(w.send("POST", "/api/admin/partners", admin,
+                     R"({"partner_id":"P-9","name":"x","tier":"SILVER","region":"ID-JB",)"
+                     R"("credit_limit":1})",
+                     "a2")
+                  .status == 409);
+        CHECK(w.send("POST", "/api/admin/partners", admin,
+                     R"({"partner_id":"P-8","name":"x","tier":"GOLDEN","region":"ID-JB",)"
+                     R"("credit_limit":1})",
+                     "a3")
+                  .body.find("unknown_tier") != std::string::npos);
+        CHECK(w.send("POST", "/api/admin/partners", admin,
+                     R"({"partner_id":"P-8","name":"x","tier":"GOLD","region":"ID-JB",)"
+                     R"("credit_limit":-1})",
+                     "a4")
+                  .status == 400);
+        const auto patched = w.send("PATCH", "/api/admin/partners/P-9", admin,
+                                    R"({"tier":"PLATINUM","credit_limit":7000000})", "a5");
+        CHECK(patched.status == 200);
+        CHECK(patched.body == R"({"partner_id":"P-9","name":"Sembilan","tier":"PLATINUM",)"
+                              R"("region":"ID-JB","credit_limit":7000000})");
+        CHECK(w.send("PATCH", "/api/admin/partners/P-404", admin, R"({"tier":"GOLD"})", "a6")
+                  .status == 404);
+        CHECK(w.send("PATCH", "/api/admin/partners/P-9", admin, R"({"partner_id":"P-1"})", "a7")
+                  .status == 400);
+        CHECK(w.send("POST", "/api/admin/products", admin,
+                     R"({"sku":"MASK","name":"Mask","base_price":12345})", "a8")
+                  .body == R"({"sku":"MASK","name":"Mask","base_price":12345,"buffer_qty":0})");
+        CHECK(w.send("POST", "/api/admin/warehouses", admin,
+                     R"({"warehouse_id":"WH-NEW","sla_hours":{"ID-JK":48,"ID-BA":12}})", "a9")
+                  .body == R"({"warehouse_id":"WH-NEW","sla_hours":{"ID-BA":12,"ID-JK":48}})");
+        CHECK(w.send("POST", "/api/admin/products", token(auth::Role::reseller, "P-1"),
+                     R"({"sku":"X","name":"X","base_price":1})", "a10")
+                  .status == 403);
+
+        // A tier change applies to the very next read of its config.
+        CHECK(
+            w.get("/api/admin/config/tier.GOLD.discount_bps", admin).body.find(R"("value":1000)") !=
+            std::string::npos);
+        const auto tier = w.send("PUT", "/api/admin/tiers/GOLD", admin,
+                                 R"({"discount_bps":1500,"loyalty_multiplier":"2.25"})", "a11");
+        CHECK(tier.status == 200);
+        CHECK(tier.body == R"({"tier":"GOLD","discount_bps":1500,"loyalty_multiplier":"2.25"})");
+        CHECK(
+            w.get("/api/admin/config/tier.GOLD.discount_bps", admin).body.find(R"("value":1500)") !=
+            std::string::npos);
+        CHECK(w.send("PUT", "/api/admin/tiers/GOLD", admin,
+                     R"({"discount_bps":9001,"loyalty_multiplier":"1.00"})", "a12")
+                  .body.find("invalid_config_value") != std::string::npos);
+        CHECK(w.send("PUT", "/api/admin/tiers/GOLD", admin,
+                     R"({"discount_bps":100,"loyalty_multiplier":1.5})", "a13")
+                  .status == 400);
+        // And prices follow: GOLD now 15 % off.
+        CHECK(w.get("/api/catalog", token(auth::Role::reseller, "P-1"))
+                  .body.find(R"("unit_price":85001)") != std::string::npos);
     }
 
 }  // TEST_SUITE

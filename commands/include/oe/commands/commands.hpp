@@ -75,6 +75,12 @@ struct ChangePartnerDetails {
 struct ChangePartnerTier {
     std::string partner_id, tier;
 };
+/// PATCH of a partner: any of name, region, tier and credit limit, changed in one append.
+struct UpdatePartner {
+    std::string partner_id;
+    std::optional<std::string> name, region, tier;
+    std::optional<std::int64_t> credit_limit_idr;
+};
 struct SetCreditLimit {
     std::string partner_id;
     std::int64_t credit_limit_idr = 0;
@@ -145,6 +151,8 @@ struct RecordPartnerDebt {
 [[nodiscard]] Decision decide(const ChangePartnerTier& c, const CommerceState& s,
                               const EventMetadata& m);
 [[nodiscard]] Decision decide(const SetCreditLimit& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const UpdatePartner& c, const CommerceState& s,
                               const EventMetadata& m);
 [[nodiscard]] Decision decide(const RegisterProduct& c, const CommerceState& s,
                               const EventMetadata& m);

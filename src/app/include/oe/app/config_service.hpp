@@ -52,6 +52,10 @@ class ConfigService {
 
     [[nodiscard]] ConfigCacheStats cache_stats() const { return reader_.stats(); }
 
+    /// For changes made elsewhere (the API's idempotent path): waits until the read model has
+    /// reached `position`, then purges `keys`.
+    void changed(std::int64_t position, const std::vector<std::string>& keys);
+
   private:
     void settle(const commands::Outcome& outcome);
     std::optional<ConfigEntry> load(std::string_view key);
