@@ -10,19 +10,23 @@ AUTH_JWT_SECRET ?= dev-only-secret-change-me
 
 ORDERENGINE := $(BUILD)/src/app/orderengine
 
-.PHONY: all bootstrap build run test test-fast asan-build lint bench format clean
+.PHONY: all bootstrap configure build run test test-fast asan-build lint bench format clean
 
 all: build
 
 bootstrap:
 	@scripts/bootstrap
 
-build: bootstrap
+configure: bootstrap
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -Wno-dev > $(BUILD).configure.log 2>&1 \
 		|| { cat $(BUILD).configure.log; exit 1; }
+
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+# Only the server: a first `make run` on a fresh machine does not wait for the test programs.
+run: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target orderengine
 	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' PORT=$(PORT) scripts/demo-banner $(ORDERENGINE)
 	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) \
 		$(ORDERENGINE) serve --demo
