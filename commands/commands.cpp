@@ -323,7 +323,7 @@ Decision decide(const ChangeTierConfig& c, const CommerceState& s, const EventMe
     }
     return one(events::config_stream(), ExpectedVersion::any(),
                events::TierConfigChanged{*tier, static_cast<std::int32_t>(c.discount_bps),
-                                         static_cast<std::int32_t>(*hundredths)},
+                                         static_cast<std::int32_t>(*hundredths), c.changed_at_us},
                m);
 }
 
@@ -349,11 +349,11 @@ Decision decide(const ChangeSystemConfig& c, const CommerceState& s, const Event
         const std::int64_t multiplier =
             is_discount ? s.config(tier_multiplier_key(*tier)) : *number;
         return decide(ChangeTierConfig{std::string(events::to_string(*tier)), discount,
-                                       format_decimal2(multiplier)},
+                                       format_decimal2(multiplier), c.changed_at_us},
                       s, m);
     }
     return one(events::config_stream(), ExpectedVersion::any(),
-               events::SystemConfigChanged{c.key, wire_value(*spec, *number)}, m);
+               events::SystemConfigChanged{c.key, wire_value(*spec, *number), c.changed_at_us}, m);
 }
 
 Decision decide(const ResetSystemConfig& c, const CommerceState& s, const EventMetadata& m) {
@@ -368,11 +368,11 @@ Decision decide(const ResetSystemConfig& c, const CommerceState& s, const EventM
         const std::int64_t multiplier =
             is_discount ? s.config(tier_multiplier_key(*tier)) : spec->default_value;
         return decide(ChangeTierConfig{std::string(events::to_string(*tier)), discount,
-                                       format_decimal2(multiplier)},
+                                       format_decimal2(multiplier), c.changed_at_us},
                       s, m);
     }
-    return one(events::config_stream(), ExpectedVersion::any(), events::SystemConfigReset{c.key},
-               m);
+    return one(events::config_stream(), ExpectedVersion::any(),
+               events::SystemConfigReset{c.key, c.changed_at_us}, m);
 }
 
 Decision decide(const PlaceOrder& c, const CommerceState& s, const EventMetadata& m) {

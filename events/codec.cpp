@@ -447,15 +447,18 @@ void fields(auto& v, event_of<TierConfigChanged> auto& e) {
     v.tier("tier", e.tier);
     v.integer("discount_bps", e.discount_bps, basis_points);
     v.integer("loyalty_multiplier_hundredths", e.loyalty_multiplier_hundredths, non_negative_int32);
+    v.timestamp("changed_at", e.changed_at_us);
 }
 
 void fields(auto& v, event_of<SystemConfigChanged> auto& e) {
     v.text("key", e.key);
     v.config_value("value", e.value);
+    v.timestamp("changed_at", e.changed_at_us);
 }
 
 void fields(auto& v, event_of<SystemConfigReset> auto& e) {
     v.text("key", e.key);
+    v.timestamp("changed_at", e.changed_at_us);
 }
 
 void fields(auto& v, event_of<StockLevelsSynced> auto& e) {

@@ -352,14 +352,14 @@ class SystemConfigProjection final : public Projection {
         } catch (const std::invalid_argument&) {
             actor.clear();  // Unreadable metadata shows as an unknown author, not an outage.
         }
-        const Change change{actor, r.recorded_at_us};
+        // updated_at is when the change was made (the event's changed_at), not when it was stored.
         if (const auto* t = as<events::TierConfigChanged>(e)) {
-            changes_[model::tier_discount_key(t->tier)] = change;
-            changes_[model::tier_multiplier_key(t->tier)] = change;
+            changes_[model::tier_discount_key(t->tier)] = Change{actor, t->changed_at_us};
+            changes_[model::tier_multiplier_key(t->tier)] = Change{actor, t->changed_at_us};
         } else if (const auto* c = as<events::SystemConfigChanged>(e)) {
-            changes_[c->key] = change;
+            changes_[c->key] = Change{actor, c->changed_at_us};
         } else if (const auto* reset = as<events::SystemConfigReset>(e)) {
-            changes_[reset->key] = change;
+            changes_[reset->key] = Change{actor, reset->changed_at_us};
         }
     }
 

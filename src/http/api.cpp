@@ -821,21 +821,25 @@ struct Api::Impl {
                 continue;
             }
             std::optional<std::int64_t> value;
+            std::int64_t changed_at_us = e.recorded_at_us;
             bool reset = false;
             if (const auto* t = std::get_if<events::TierConfigChanged>(&decoded.value())) {
                 if (tier && t->tier == *tier) {
                     value = key == model::tier_discount_key(*tier)
                                 ? t->discount_bps
                                 : t->loyalty_multiplier_hundredths;
+                    changed_at_us = t->changed_at_us;
                 }
             } else if (const auto* c = std::get_if<events::SystemConfigChanged>(&decoded.value())) {
                 if (c->key == key) {
                     value = model::numeric_value(*spec, c->value);
+                    changed_at_us = c->changed_at_us;
                 }
             } else if (const auto* r = std::get_if<events::SystemConfigReset>(&decoded.value())) {
                 if (r->key == key) {
                     value = spec->default_value;
                     reset = true;
+                    changed_at_us = r->changed_at_us;
                 }
             }
             if (!value || (*value == current && !reset)) {
@@ -855,7 +859,7 @@ struct Api::Impl {
             body += fmt::format(
                 R"({}{{"version":{},"value":{},"change":"{}","updated_by":{},"updated_at":{}}})",
                 body.size() > 1 ? "," : "", version, render(current), reset ? "reset" : "set",
-                text(actor), text(format_iso8601_us(e.recorded_at_us)));
+                text(actor), text(format_iso8601_us(changed_at_us)));
         }
         body.push_back(']');
         return json_response(200, std::move(body));
@@ -1051,6 +1055,90 @@ struct Api::Impl {
     }
 #undef OE_TAKE
 
+    /// PUT /api/admin/config/{key} {"value":…} and DELETE /api/admin/config/{key} (reset).
+    Step<Response> config_write(const auth::Principal& p, std::string_view key_text,
+                                const Request& request, bool reset) {
+        if (auto denied = require(p, auth::Permission::manage_config)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        const std::string key(key_text);
+        std::optional<events::ConfigValue> value;
+        if (!reset) {
+            auto body = JsonObject::parse(request.body);
+            if (!body.ok()) {
+                return fail(400, body.error().code, body.error().message);
+            }
+            if (auto unknown = body.value().only({"value"})) {
+                return fail(400, unknown->code, unknown->message);
+            }
+            const auto raw = body.value().raw("value");
+            if (!raw) {
+                return fail(400, "invalid_request", "field 'value' is required");
+            }
+            // Ints are numbers, decimals two-decimal strings; the command checks which the key
+            // wants and its range (422 invalid_config_value).
+            auto number = body.value().optional_integer("value", INT64_MIN, INT64_MAX);
+            auto text_value = body.value().optional_string("value", 32);
+            if (number.ok() && number.value()) {
+                value = *number.value();
+            } else if (text_value.ok() && text_value.value()) {
+                value = *text_value.value();
+            } else {
+                return fail(422, "invalid_config_value",
+                            "value must be an integer or a string with two decimals");
+            }
+        } else if (!request.body.empty()) {
+            return fail(400, "invalid_request", "DELETE takes no body");
+        }
+        const std::int64_t changed_at_us = now_us();
+        const auth::ActingFor who{{}, p.subject, {}};
+        const auto metadata = metadata_of(who, idem.value(), request);
+        const Answer answer = [&](const commands::Decision& decision,
+                                  const model::CommerceState& s) {
+            if (!decision.ok()) {
+                return rejection_response(decision.error());
+            }
+            const auto* spec = model::find_config_key(key);
+            if (decision.value().empty()) {
+                // Nothing changed (a tier key set to what it is): answer what is in force.
+                const auto entry = deps.config.get(key);
+                return json_response(200, entry ? entry_json(*entry) : "{}");
+            }
+            // The state is as before this change; the answer shows it after.
+            std::int64_t number = spec->default_value;
+            if (value) {
+                number = *model::numeric_value(*spec, *value);
+            }
+            app::ConfigEntry entry;
+            entry.key = key;
+            entry.value_json = spec->type == model::ConfigType::integer
+                                   ? std::to_string(number)
+                                   : text(std::optional(model::format_decimal2(number)));
+            entry.version = s.config_version(key) + 1;
+            entry.updated_by = metadata.actor;
+            entry.updated_at = format_iso8601_us(changed_at_us);
+            return json_response(200, entry_json(entry));
+        };
+        Step<Response> response =
+            reset
+                ? idempotent(idem.value(), commands::ResetSystemConfig{key, changed_at_us},
+                             metadata, answer)
+                : idempotent(idem.value(), commands::ChangeSystemConfig{key, *value, changed_at_us},
+                             metadata, answer);
+        if (response.ok() && response.value().status == 200 && response.value().headers.empty()) {
+            std::vector<std::string> keys{key};
+            if (const auto tier = model::tier_of_key(key)) {
+                keys = {model::tier_discount_key(*tier), model::tier_multiplier_key(*tier)};
+            }
+            deps.config.changed(deps.store.head_position(), keys);
+        }
+        return response;
+    }
+
     Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
@@ -1102,6 +1190,10 @@ struct Api::Impl {
             }
             if (request.method == "PUT" && parts.size() == 4 && parts[2] == "tiers") {
                 return change_tier(p, parts[3], request);
+            }
+            if ((request.method == "PUT" || request.method == "DELETE") && parts.size() == 4 &&
+                parts[2] == "config") {
+                return config_write(p, parts[3], request, request.method == "DELETE");
             }
         }
         if (get && parts.size() >= 3 && parts.size() <= 5 && parts[1] == "admin" &&

@@ -45,10 +45,10 @@ std::vector<DomainEvent> one_of_each() {
         ProductRegistered{"S-1", "Serum", 100'000, 5},
         ProductPriceChanged{"S-1", 110'000},
         WarehouseRegistered{"WH-1", {{"ID-JK", 24}, {"ID-JB", 48}}},
-        TierConfigChanged{Tier::gold, 1200, 175},
-        SystemConfigChanged{"order.min_threshold_idr", std::int64_t{750'000}},
-        SystemConfigChanged{"erp.max_rps", std::string("2.50")},
-        SystemConfigReset{"stock.sync_interval_s"},
+        TierConfigChanged{Tier::gold, 1200, 175, 1'795'677'457'000'001},
+        SystemConfigChanged{"order.min_threshold_idr", std::int64_t{750'000}, 1},
+        SystemConfigChanged{"erp.max_rps", std::string("2.50"), 2},
+        SystemConfigReset{"stock.sync_interval_s", 3},
         StockLevelsSynced{as_of_us, {{"S-1", "WH-1", 10}, {"S-2", "WH-2", 0}}},
         PartnerDebtSynced{"P-1", 1'250'000, as_of_us},
         two_line_order(),
@@ -126,9 +126,10 @@ TEST_SUITE("events") {
               R"({"as_of":"2026-11-26T07:17:37.123456Z","levels":)"
               R"([{"sku":"S-1","warehouse_id":"WH-1","on_hand":3}]})");
         CHECK(to_json(SystemConfigChanged{"erp.max_rps", std::string("0.50")}) ==
-              R"({"key":"erp.max_rps","value":"0.50"})");
+              R"({"key":"erp.max_rps","value":"0.50","changed_at":"1970-01-01T00:00:00.000000Z"})");
         CHECK(to_json(SystemConfigChanged{"stock.sync_interval_s", std::int64_t{300}}) ==
-              R"({"key":"stock.sync_interval_s","value":300})");
+              R"({"key":"stock.sync_interval_s","value":300,)"
+              R"("changed_at":"1970-01-01T00:00:00.000000Z"})");
         CHECK(to_json(OrderCancelled{"O-1", OrderStatus::sent_to_erp, "P-1"}) ==
               R"({"order_id":"O-1","previous_status":"sent_to_erp","cancelled_by":"P-1"})");
         CHECK(to_json(OrderCreditHeld{"O-1", "P-1", 10, -5}) ==

@@ -43,6 +43,11 @@ class CommandService {
                 command.placed_at_us = now_us();
             }
         }
+        if constexpr (requires { command.changed_at_us; }) {
+            if (command.changed_at_us == 0) {
+                command.changed_at_us = now_us();
+            }
+        }
         std::optional<Rejection> rejection;
         std::vector<StreamAppend> appended;
         auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {

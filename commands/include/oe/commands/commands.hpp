@@ -102,13 +102,16 @@ struct ChangeTierConfig {
     std::string tier;
     std::int64_t discount_bps = 0;
     std::string loyalty_multiplier;  // "1.50"
+    std::int64_t changed_at_us = 0;  // The handler's clock (CommandService fills it when 0).
 };
 struct ChangeSystemConfig {
     std::string key;
     events::ConfigValue value;
+    std::int64_t changed_at_us = 0;
 };
 struct ResetSystemConfig {
     std::string key;
+    std::int64_t changed_at_us = 0;
 };
 struct PlaceOrderLine {
     std::string sku;

@@ -17,6 +17,7 @@ struct TierConfigChanged {
     Tier tier = Tier::bronze;
     std::int32_t discount_bps = 0;                   // 0..10000.
     std::int32_t loyalty_multiplier_hundredths = 0;  // >= 0; 150 means x1.50.
+    std::int64_t changed_at_us = 0;  // When the change was made (UTC µs); the handler's clock.
 
     bool operator==(const TierConfigChanged&) const = default;
 };
@@ -38,6 +39,7 @@ struct SystemConfigChanged {
 
     std::string key;
     ConfigValue value = std::int64_t{0};  // A string value is is_two_place_decimal.
+    std::int64_t changed_at_us = 0;       // When the change was made (UTC µs).
 
     bool operator==(const SystemConfigChanged&) const = default;
 };
@@ -48,6 +50,7 @@ struct SystemConfigReset {
     static constexpr std::uint16_t schema_version = 1;
 
     std::string key;
+    std::int64_t changed_at_us = 0;  // When the reset was made (UTC µs).
 
     bool operator==(const SystemConfigReset&) const = default;
 };
