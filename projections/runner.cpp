@@ -101,7 +101,13 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
 }
 
 std::int64_t ProjectionRunner::catch_up() {
-    while (step(std::chrono::milliseconds(0))) {
+    if (running_.load()) {
+        // The thread owns the stepping; stepping here too would fight it for the step mutex
+        // (and could starve). Wait for it to reach what is committed now.
+        (void)wait_for(store_.head_position(), std::chrono::seconds(30));
+    } else {
+        while (step(std::chrono::milliseconds(0))) {
+        }
     }
     std::lock_guard lock(mutex_);
     return positions_.empty() ? 0 : *std::min_element(positions_.begin(), positions_.end());
@@ -109,6 +115,7 @@ std::int64_t ProjectionRunner::catch_up() {
 
 void ProjectionRunner::start() {
     stopping_ = false;
+    running_ = true;
     thread_ = std::thread([this] {
         while (!stopping_.load()) {
             try {
@@ -142,6 +149,7 @@ void ProjectionRunner::stop() {
     if (thread_.joinable()) {
         thread_.join();
     }
+    running_ = false;
 }
 
 bool ProjectionRunner::wait_for(std::int64_t position, std::chrono::milliseconds timeout) {

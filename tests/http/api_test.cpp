@@ -67,6 +67,7 @@ struct World {
         run(PlaceOrder{"O-P1-A", "P-1", {{"SERUM", 10}}, "first"});
         run(PlaceOrder{"O-P2-A", "P-2", {{"TONER", 0 + 10}}, ""});
         run(ChangeSystemConfig{"order.min_threshold_idr", std::int64_t{100'000}});
+        runner.start();  // As in serve: config writes wait for the read model, then purge.
     }
 
     http::Response post(const std::string& target, const std::string& bearer,

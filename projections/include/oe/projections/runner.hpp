@@ -31,7 +31,8 @@ class ProjectionRunner {
     ProjectionRunner(const ProjectionRunner&) = delete;
     ProjectionRunner& operator=(const ProjectionRunner&) = delete;
 
-    /// Applies what is committed now, batch by batch, and returns the position reached.
+    /// Applies what is committed now, batch by batch, and returns the position reached. While
+    /// the background thread runs, waits (up to 30 s) for it to get there instead.
     std::int64_t catch_up();
 
     /// Follows the log on a background thread until stop().
@@ -59,6 +60,7 @@ class ProjectionRunner {
     std::condition_variable advanced_;
     std::mutex step_mutex_;  // One step at a time (catch_up() and the thread).
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> running_{false};  // The background thread owns stepping.
     std::thread thread_;
 };
 
