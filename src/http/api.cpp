@@ -535,6 +535,21 @@ struct Api::Impl {
                               rejection.message);
     }
 
+    /// Routes that take no body accept none or an empty object; anything else is 400.
+    static std::optional<Failure> bodyless(const Request& request) {
+        if (request.body.empty()) {
+            return std::nullopt;
+        }
+        auto body = JsonObject::parse(request.body);
+        if (!body.ok()) {
+            return fail(400, body.error().code, body.error().message);
+        }
+        if (auto unknown = body.value().only({})) {
+            return fail(400, unknown->code, unknown->message);
+        }
+        return std::nullopt;
+    }
+
     static EventMetadata metadata_of(const auth::ActingFor& who, const Idempotency& idem,
                                      const Request& request) {
         EventMetadata m;
@@ -661,14 +676,8 @@ struct Api::Impl {
         if (!idem.ok()) {
             return idem.error();
         }
-        if (!request.body.empty()) {
-            auto body = JsonObject::parse(request.body);
-            if (!body.ok()) {
-                return fail(400, body.error().code, body.error().message);
-            }
-            if (auto unknown = body.value().only({})) {
-                return fail(400, unknown->code, unknown->message);
-            }
+        if (auto bad = bodyless(request)) {
+            return *bad;
         }
         if (!commands::is_valid_id(id)) {
             return not_found();
@@ -696,14 +705,8 @@ struct Api::Impl {
         if (!idem.ok()) {
             return idem.error();
         }
-        if (!request.body.empty()) {
-            auto body = JsonObject::parse(request.body);
-            if (!body.ok()) {
-                return fail(400, body.error().code, body.error().message);
-            }
-            if (auto unknown = body.value().only({})) {
-                return fail(400, unknown->code, unknown->message);
-            }
+        if (auto bad = bodyless(request)) {
+            return *bad;
         }
         if (!commands::is_valid_id(id)) {
             return not_found();
@@ -1091,8 +1094,8 @@ struct Api::Impl {
                 return fail(422, "invalid_config_value",
                             "value must be an integer or a string with two decimals");
             }
-        } else if (!request.body.empty()) {
-            return fail(400, "invalid_request", "DELETE takes no body");
+        } else if (auto bad = bodyless(request)) {
+            return *bad;
         }
         const std::int64_t changed_at_us = now_us();
         const auth::ActingFor who{{}, p.subject, {}};
