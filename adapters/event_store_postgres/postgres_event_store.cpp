@@ -18,6 +18,7 @@
 #include <oe/kernel/group_commit.hpp>
 #include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
+#include <oe/kernel/log.hpp>
 #include <oe/kernel/time.hpp>
 
 #include "migrations.hpp"
@@ -747,16 +748,26 @@ class PostgresEventStore final : public EventStore {
     };
 
     void listen() {
+        bool listening = true;  // Log when that changes, not at every retry.
         while (!stopping_.load()) {
             try {
                 auto conn = connect(options_.url);
                 Receiver receiver(*conn, *this);
                 (void)head_position();  // Whatever committed while we were not listening.
+                if (!listening) {
+                    log(LogLevel::info, "LISTEN oe_events restored");
+                    listening = true;
+                }
                 while (!stopping_.load()) {
                     conn->await_notification(0, 200'000);
                 }
-            } catch (const std::exception&) {
+            } catch (const std::exception& e) {
                 // The database is away; waiters fall back to polling until it is back.
+                if (listening) {
+                    log(LogLevel::warn, "LISTEN oe_events lost; subscribers poll until it is back",
+                        {{"error", first_line(e.what())}});
+                    listening = false;
+                }
                 for (int i = 0; i < 10 && !stopping_.load(); ++i) {
                     std::this_thread::sleep_for(std::chrono::milliseconds(100));
                 }
