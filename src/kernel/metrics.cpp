@@ -153,12 +153,9 @@ std::string Registry::render() const {
         const char* type = f->type == Type::counter ? "counter"
                            : f->type == Type::gauge ? "gauge"
                                                     : "histogram";
-        // A counter family's samples carry the _total name; HELP/TYPE use the base name.
-        const std::string base =
-            f->type == Type::counter
-                ? f->name.substr(0, f->name.size() - std::string("_total").size())
-                : f->name;
-        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", base, f->help, base, type);
+        // Text format 0.0.4: HELP and TYPE name the samples exactly, _total included
+        // (promtool reads a base name as a different, undocumented family).
+        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f->name, f->help, f->name, type);
         for (const auto& [labels, c] : f->counters) {
             out += fmt::format("{}{} {}\n", f->name, labels, c->value());
         }

@@ -178,7 +178,7 @@ TEST_SUITE("kernel") {
             return 7.0;
         });
         const std::string text = registry.render();
-        CHECK(text.find("# TYPE orders_placed counter\n") != std::string::npos);
+        CHECK(text.find("# TYPE orders_placed_total counter\n") != std::string::npos);
         CHECK(text.find("orders_placed_total{status=\"placed\"} 4\n") != std::string::npos);
         CHECK(text.find("orders_placed_total{status=\"credit_hold\"} 1\n") != std::string::npos);
         CHECK(text.find("lead_routing_latency_ms_bucket{le=\"1\"} 1\n") != std::string::npos);
