@@ -118,6 +118,10 @@ std::string_view code(Rejected reason) {
             return "unknown_warehouse";
         case Rejected::already_exists:
             return "already_exists";
+        case Rejected::order_state_changed:
+            return "order_state_changed";
+        case Rejected::dead_letter_not_found:
+            return "not_found";
     }
     return "invalid_request";
 }
@@ -561,6 +565,100 @@ Decision decide(const RecordPartnerDebt& c, const CommerceState& s, const EventM
     }
     return one(events::partner_stream(c.partner_id), ExpectedVersion::any(),
                events::PartnerDebtSynced{c.partner_id, c.outstanding_idr, c.as_of_us}, m);
+}
+
+namespace {
+
+constexpr std::size_t erp_text_bytes_max = 1'000;
+
+/// ERP-supplied text (references, reasons, errors) kept printable and bounded in our log.
+std::string erp_text(std::string_view text) {
+    std::string out;
+    for (const char c : text.substr(0, erp_text_bytes_max)) {
+        out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7F ? ' ' : c);
+    }
+    return out;
+}
+
+}  // namespace
+
+Decision decide(const MarkOrderSentToErp& c, const CommerceState& s, const EventMetadata& m) {
+    const OrderState* order = s.order(c.order_id);
+    if (order == nullptr) {
+        return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
+    }
+    if (order->status == events::OrderStatus::sent_to_erp) {
+        return std::vector<StreamAppend>{};
+    }
+    if (order->status != events::OrderStatus::placed || order->warehouse_id.empty()) {
+        return reject(Rejected::order_state_changed,
+                      fmt::format("order {} is {}; nothing to send", c.order_id,
+                                  events::to_string(order->status)));
+    }
+    return one(events::order_stream(c.order_id), ExpectedVersion::exact(order->version),
+               events::OrderSentToErp{c.order_id}, m);
+}
+
+Decision decide(const RecordErpAcceptance& c, const CommerceState& s, const EventMetadata& m) {
+    const OrderState* order = s.order(c.order_id);
+    if (order == nullptr) {
+        return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
+    }
+    if (order->status != events::OrderStatus::sent_to_erp) {
+        return std::vector<StreamAppend>{};
+    }
+    if (c.erp_order_ref.empty()) {
+        return reject(Rejected::invalid_request, "the ERP reference is empty");
+    }
+    return one(events::order_stream(c.order_id), ExpectedVersion::exact(order->version),
+               events::OrderAcceptedByErp{c.order_id, erp_text(c.erp_order_ref)}, m);
+}
+
+Decision decide(const RecordErpRejection& c, const CommerceState& s, const EventMetadata& m) {
+    const OrderState* order = s.order(c.order_id);
+    if (order == nullptr) {
+        return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
+    }
+    if (order->status != events::OrderStatus::sent_to_erp) {
+        return std::vector<StreamAppend>{};
+    }
+    return one(events::order_stream(c.order_id), ExpectedVersion::exact(order->version),
+               events::OrderRejectedByErp{c.order_id, erp_text(c.reason)}, m);
+}
+
+Decision decide(const ParkErpDelivery& c, const CommerceState& s, const EventMetadata& m) {
+    if (s.order(c.order_id) == nullptr) {
+        return reject(Rejected::order_not_found, fmt::format("unknown order {}", c.order_id));
+    }
+    if (c.dead_letter_id < 1 || c.attempts < 1) {
+        return reject(Rejected::invalid_request, "dead letter id and attempts must be >= 1");
+    }
+    return one(events::erp_dead_letter_stream(), ExpectedVersion::any(),
+               events::ErpDeliveryParked{c.dead_letter_id, c.order_id, c.action, c.attempts,
+                                         erp_text(c.last_error)},
+               m);
+}
+
+Decision decide(const RetryErpDelivery& c, const CommerceState& s, const EventMetadata& m) {
+    const auto& letters = s.erp_dead_letters();
+    const auto found = letters.find(c.dead_letter_id);
+    if (found == letters.end()) {
+        return reject(Rejected::dead_letter_not_found,
+                      fmt::format("no open dead letter {}", c.dead_letter_id));
+    }
+    if (found->second.retry_requested) {
+        return std::vector<StreamAppend>{};
+    }
+    return one(events::erp_dead_letter_stream(), ExpectedVersion::any(),
+               events::ErpDeliveryRetryRequested{c.dead_letter_id, m.actor}, m);
+}
+
+Decision decide(const ResolveErpDelivery& c, const CommerceState& s, const EventMetadata& m) {
+    if (s.erp_dead_letters().count(c.dead_letter_id) == 0) {
+        return std::vector<StreamAppend>{};
+    }
+    return one(events::erp_dead_letter_stream(), ExpectedVersion::any(),
+               events::ErpDeliveryResolved{c.dead_letter_id}, m);
 }
 
 }  // namespace oe::commands

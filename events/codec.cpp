@@ -31,6 +31,7 @@ struct Range {
 constexpr std::int64_t int64_max = std::numeric_limits<std::int64_t>::max();
 constexpr Range any_int64{std::numeric_limits<std::int64_t>::min(), int64_max};
 constexpr Range non_negative{0, int64_max};
+constexpr Range positive{1, int64_max};
 constexpr Range non_negative_int32{0, std::numeric_limits<std::int32_t>::max()};
 constexpr Range basis_points{0, 10'000};
 
@@ -93,6 +94,11 @@ class Writer {
     }
 
     void tier(std::string_view key, Tier value) {
+        append_key(key);
+        append_json_string(out_, to_string(value));
+    }
+
+    void erp_action(std::string_view key, ErpAction value) {
         append_key(key);
         append_json_string(out_, to_string(value));
     }
@@ -233,6 +239,18 @@ class Reader {
         }
         if (!*parsed) {
             fail(key, "must be one of BRONZE, SILVER, GOLD, PLATINUM");
+            return;
+        }
+        value = **parsed;
+    }
+
+    void erp_action(std::string_view key, ErpAction& value) {
+        const auto parsed = parse_string(key, parse_erp_action);
+        if (!parsed) {
+            return;
+        }
+        if (!*parsed) {
+            fail(key, "must be one of create, cancel");
             return;
         }
         value = **parsed;
@@ -541,6 +559,23 @@ void fields(auto& v, event_of<OrderRejectedByErp> auto& e) {
     v.text("reason", e.reason);
 }
 
+void fields(auto& v, event_of<ErpDeliveryParked> auto& e) {
+    v.integer("dead_letter_id", e.dead_letter_id, positive);
+    v.text("order_id", e.order_id);
+    v.erp_action("action", e.action);
+    v.integer("attempts", e.attempts, positive);
+    v.text("last_error", e.last_error);
+}
+
+void fields(auto& v, event_of<ErpDeliveryRetryRequested> auto& e) {
+    v.integer("dead_letter_id", e.dead_letter_id, positive);
+    v.text("requested_by", e.requested_by);
+}
+
+void fields(auto& v, event_of<ErpDeliveryResolved> auto& e) {
+    v.integer("dead_letter_id", e.dead_letter_id, positive);
+}
+
 template <typename E>
 std::string write_json(const E& event) {
     std::string out = "{";
@@ -652,6 +687,16 @@ std::string to_json(const OrderAcceptedByErp& event) {
     return write_json(event);
 }
 std::string to_json(const OrderRejectedByErp& event) {
+    return write_json(event);
+}
+
+std::string to_json(const ErpDeliveryParked& event) {
+    return write_json(event);
+}
+std::string to_json(const ErpDeliveryRetryRequested& event) {
+    return write_json(event);
+}
+std::string to_json(const ErpDeliveryResolved& event) {
     return write_json(event);
 }
 

@@ -313,11 +313,15 @@ class OrdersProjection final : public Projection {
             status(s->order_id, "sent_to_erp");
         } else if (const auto* a = as<events::OrderAcceptedByErp>(e)) {
             pending_.push_back(
-                {"UPDATE rm_orders SET status = 'erp_accepted', erp_order_ref = "
-                 "$2 WHERE order_id = $1",
+                {"UPDATE rm_orders SET erp_order_ref = $2, status = CASE WHEN status = "
+                 "'sent_to_erp' THEN 'erp_accepted' ELSE status END WHERE order_id = $1",
                  {a->order_id, a->erp_order_ref}});
         } else if (const auto* rejected = as<events::OrderRejectedByErp>(e)) {
-            status(rejected->order_id, "erp_rejected");
+            // As in the write model: only a sent order can be rejected.
+            pending_.push_back(
+                {"UPDATE rm_orders SET status = 'erp_rejected' WHERE order_id = $1 "
+                 "AND status = 'sent_to_erp'",
+                 {rejected->order_id}});
         }
     }
 

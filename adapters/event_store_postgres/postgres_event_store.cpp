@@ -491,9 +491,63 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
+    std::unique_ptr<Lease> try_lease(std::string_view name) override {
+        // A session advisory lock on a connection of its own: PostgreSQL releases it when
+        // that connection ends, including when the holding process dies.
+        auto conn = connect(options_.url);
+        try {
+            pqxx::nontransaction tx(*conn);
+            const auto row = tx.exec_params1("SELECT pg_try_advisory_lock($1)", lease_key(name));
+            if (!row[0].as<bool>()) {
+                return nullptr;
+            }
+        } catch (const pqxx::broken_connection& e) {
+            throw StoreError(fmt::format("cannot take a lease: {}", first_line(e.what())));
+        } catch (const pqxx::sql_error& e) {
+            throw StoreError(fmt::format("cannot take a lease: {}", first_line(e.what())));
+        }
+        return std::make_unique<AdvisoryLease>(std::move(conn));
+    }
+
     std::string_view backend_name() const override { return "postgresql"; }
 
   private:
+    /// A 64-bit advisory lock key per lease name (FNV-1a), in its own namespace of names.
+    static std::int64_t lease_key(std::string_view name) {
+        std::uint64_t hash = 14695981039346656037ULL;
+        std::string key = "orderengine-lease:";
+        key.append(name);
+        for (const char c : key) {
+            hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+        }
+        return static_cast<std::int64_t>(hash);
+    }
+
+    class AdvisoryLease final : public Lease {
+      public:
+        explicit AdvisoryLease(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+        bool held() override {
+            // A round trip at most once a second: a broken connection means the server has
+            // released (or will release) the lock, so the lease is gone for good.
+            const auto now = std::chrono::steady_clock::now();
+            if (!lost_ && now - checked_ >= std::chrono::seconds(1)) {
+                checked_ = now;
+                try {
+                    pqxx::nontransaction tx(*conn_);
+                    tx.exec("SELECT 1");
+                } catch (const std::exception&) {
+                    lost_ = true;
+                }
+            }
+            return !lost_;
+        }
+
+      private:
+        std::unique_ptr<pqxx::connection> conn_;
+        std::chrono::steady_clock::time_point checked_ = std::chrono::steady_clock::now();
+        bool lost_ = false;
+    };
+
     static std::int64_t clamp_limit(std::size_t max_count) {
         return max_count > static_cast<std::size_t>(INT64_MAX)
                    ? INT64_MAX

@@ -1,6 +1,9 @@
 #include <oe/event_store_sqlite/sqlite_event_store.hpp>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -290,6 +293,21 @@ class SqliteEventStore final : public EventStore {
         return tx.query(sql, params);
     }
 
+    std::unique_ptr<Lease> try_lease(std::string_view name) override {
+        // An exclusive flock on a file beside the database: the kernel releases it when the
+        // holder's process dies, however it dies.
+        const std::string path = options_.path + "-lease-" + std::string(name);
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            throw StoreError(fmt::format("cannot open lease file {}", path));
+        }
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd);
+            return nullptr;
+        }
+        return std::make_unique<FileLease>(fd);
+    }
+
     std::string_view backend_name() const override { return "sqlite"; }
 
   private:
@@ -298,30 +316,43 @@ class SqliteEventStore final : public EventStore {
         explicit Reader(const std::string& path) : db(path) {}
     };
 
-    struct Lease {
+    class FileLease final : public Lease {
+      public:
+        explicit FileLease(int fd) : fd_(fd) {}
+        ~FileLease() override { ::close(fd_); }
+        FileLease(const FileLease&) = delete;
+        FileLease& operator=(const FileLease&) = delete;
+        bool held() override { return true; }  // A local lock cannot be lost.
+
+      private:
+        int fd_;
+    };
+
+    struct ReaderLoan {
         SqliteEventStore* store;
         std::unique_ptr<Reader> reader;
         Reader* operator->() { return reader.get(); }
-        Lease(SqliteEventStore* s, std::unique_ptr<Reader> r) : store(s), reader(std::move(r)) {}
-        Lease(const Lease&) = delete;
-        Lease& operator=(const Lease&) = delete;
-        ~Lease() { store->give_back(std::move(reader)); }
+        ReaderLoan(SqliteEventStore* s, std::unique_ptr<Reader> r)
+            : store(s), reader(std::move(r)) {}
+        ReaderLoan(const ReaderLoan&) = delete;
+        ReaderLoan& operator=(const ReaderLoan&) = delete;
+        ~ReaderLoan() { store->give_back(std::move(reader)); }
     };
 
-    Lease lease() {
+    ReaderLoan lease() {
         {
             std::lock_guard lock(readers_mutex_);
             if (!readers_.empty()) {
                 auto reader = std::move(readers_.back());
                 readers_.pop_back();
-                return Lease(this, std::move(reader));
+                return ReaderLoan(this, std::move(reader));
             }
         }
         auto reader = std::make_unique<Reader>(options_.path);
         sqlite3_busy_timeout(reader->db.handle(), static_cast<int>(options_.busy_timeout.count()));
         reader->db.exec("PRAGMA mmap_size = 1073741824");
         reader->db.exec("PRAGMA cache_size = -65536");
-        return Lease(this, std::move(reader));
+        return ReaderLoan(this, std::move(reader));
     }
 
     void give_back(std::unique_ptr<Reader> reader) {

@@ -1,9 +1,12 @@
 // orderengine: the composition root. Reads like the list of the parts that run.
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -11,9 +14,13 @@
 
 #include <oe/app/config_service.hpp>
 #include <oe/app/demo.hpp>
+#include <oe/app/erp_worker.hpp>
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
+#include <oe/erp/fake_erp.hpp>
+#include <oe/erp/gateway.hpp>
+#include <oe/erp/http_erp.hpp>
 #include <oe/http/api.hpp>
 #include <oe/http/server.hpp>
 #include <oe/kernel/event_store.hpp>
@@ -37,8 +44,12 @@ constexpr const char* usage =
     "  migrate                           apply pending schema migrations and exit\n"
     "  token --role R [--partner P] [--partners P1,P2] [--sub S] [--ttl-s N]\n"
     "                                    mint a JWT for local use (AUTH_JWT_SECRET)\n"
+    "  fake-erp --port P [--fail-rate F] [--latency-ms L] [--down] [--seed FILE]\n"
+    "                                    run the simulated legacy ERP (wire format in\n"
+    "                                    docs/erp-wire-format.md, control under /_sim)\n"
     "environment: DATABASE_URL (default sqlite://./data/orderengine.db),\n"
-    "             MIGRATION_DATABASE_URL (owner role for migrations, PostgreSQL), PORT\n";
+    "             MIGRATION_DATABASE_URL (owner role for migrations, PostgreSQL), PORT,\n"
+    "             ERP_URL (the legacy ERP; unset: a simulated ERP runs in-process)\n";
 
 std::string env_or(const char* name, const std::string& fallback) {
     const char* value = std::getenv(name);
@@ -89,6 +100,12 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/admin/config/")) {
         return path.ends_with("/history") ? "/api/admin/config/{key}/history"
                                           : "/api/admin/config/{key}";
+    }
+    if (path.starts_with("/api/admin/erp/dead-letters/")) {
+        return "/api/admin/erp/dead-letters/{id}/retry";
+    }
+    if (path == "/api/admin/erp" || path == "/api/admin/erp/sync") {
+        return std::string(path);
     }
     if (path == "/api/orders" || path == "/api/catalog" || path == "/api/credit" ||
         path == "/api/events" || path == "/api/admin/config") {
@@ -185,6 +202,150 @@ int run_token(const std::vector<std::string>& args) {
     return 0;
 }
 
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts afterwards) and waits
+/// for one of them.
+int wait_for_stop_signal() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    int received = 0;
+    sigwait(&signals, &received);
+    return received;
+}
+
+void block_stop_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+std::optional<double> parse_rate(const std::string& text) {
+    try {
+        std::size_t used = 0;
+        const double value = std::stod(text, &used);
+        if (used == text.size() && value >= 0 && value <= 1) {
+            return value;
+        }
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+}
+
+int run_fake_erp(const std::vector<std::string>& args) {
+    oe::erp::FakeErpOptions options;
+    std::optional<std::uint16_t> port;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const bool has_value = i + 1 < args.size();
+        if (args[i] == "--port" && has_value) {
+            port = parse_port(args[++i]);
+            if (!port) {
+                std::cerr << "orderengine fake-erp: --port must be 0..65535\n";
+                return exit_usage;
+            }
+        } else if (args[i] == "--fail-rate" && has_value) {
+            const auto rate = parse_rate(args[++i]);
+            if (!rate) {
+                std::cerr << "orderengine fake-erp: --fail-rate must be a number 0..1\n";
+                return exit_usage;
+            }
+            options.mode.fail_rate = *rate;
+        } else if (args[i] == "--latency-ms" && has_value) {
+            const std::string text = args[++i];
+            if (text.empty() || text.size() > 6 ||
+                text.find_first_not_of("0123456789") != std::string::npos) {
+                std::cerr << "orderengine fake-erp: --latency-ms must be 0..600000\n";
+                return exit_usage;
+            }
+            options.mode.latency_ms = std::stoll(text);
+        } else if (args[i] == "--down") {
+            options.mode.down = true;
+        } else if (args[i] == "--address" && has_value) {
+            options.address = args[++i];
+        } else if (args[i] == "--seed" && has_value) {
+            std::ifstream file(args[++i]);
+            if (!file) {
+                std::cerr << "orderengine fake-erp: cannot read the seed file " << args[i] << "\n";
+                return exit_usage;
+            }
+            std::stringstream text;
+            text << file.rdbuf();
+            options.seed_json = text.str();
+        } else {
+            std::cerr << "orderengine fake-erp: unknown option '" << args[i]
+                      << "' (see orderengine --help)\n";
+            return exit_usage;
+        }
+    }
+    if (!port) {
+        std::cerr << "orderengine fake-erp: --port is required\n";
+        return exit_usage;
+    }
+    options.port = *port;
+    block_stop_signals();
+    std::unique_ptr<oe::erp::FakeErp> erp;
+    try {
+        erp = std::make_unique<oe::erp::FakeErp>(options);
+        erp->start();
+    } catch (const std::exception& e) {
+        std::cerr << "orderengine fake-erp: " << e.what() << "\n";
+        return exit_usage;
+    }
+    oe::log(oe::LogLevel::info, "simulated ERP listening",
+            {{"url", fmt::format("http://{}:{}", options.address, erp->port())}});
+    wait_for_stop_signal();
+    erp->stop();
+    oe::log(oe::LogLevel::info, "simulated ERP stopped");
+    return 0;
+}
+
+/// A milliseconds setting from the environment (tuning for tests and operators).
+std::optional<std::chrono::milliseconds> env_ms(const char* name, std::int64_t fallback) {
+    const auto text = env_optional(name);
+    if (!text) {
+        return std::chrono::milliseconds(fallback);
+    }
+    if (text->size() > 9 || text->find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    return std::chrono::milliseconds(std::stoll(*text));
+}
+
+/// A config value as a number: ints as they are, decimals ("2.50") in hundredths.
+std::int64_t config_number(oe::app::ConfigService& config, std::string_view key) {
+    const auto entry = config.get(key);
+    if (!entry) {
+        throw std::invalid_argument(fmt::format("unknown config key {}", key));
+    }
+    std::string text = entry->value_json;
+    if (!text.empty() && text.front() == '"') {
+        text = text.substr(1, text.size() - 2);
+        const auto dot = text.find('.');
+        if (dot == std::string::npos) {
+            return std::stoll(text) * 100;
+        }
+        return std::stoll(text.substr(0, dot)) * 100 + std::stoll(text.substr(dot + 1, 2));
+    }
+    return std::stoll(text);
+}
+
+/// Seeds an in-process simulated ERP with what the log last synced, so it agrees with the
+/// read models from the first sync on.
+void seed_from_log(oe::erp::FakeErp& erp, oe::commands::CommandService& commands) {
+    commands.with_state([&](const oe::model::CommerceState& state) {
+        for (const auto& [key, row] : state.stock_rows()) {
+            if (row.as_of_us != 0) {
+                erp.set_stock(key.first, key.second, row.on_hand);
+            }
+        }
+        for (const auto& id : state.partner_ids()) {
+            erp.set_debt(id, state.partner(id)->erp_debt_idr);
+        }
+    });
+}
+
 int run_migrate(const std::vector<std::string>& args) {
     if (!args.empty()) {
         std::cerr << "orderengine migrate: unexpected argument '" << args.front() << "'\n";
@@ -228,6 +389,27 @@ int run_serve(const std::vector<std::string>& args) {
                      "tokens with it)\n";
         return exit_usage;
     }
+    const auto erp_url = env_optional("ERP_URL");
+    std::optional<oe::erp::ErpEndpoint> erp_endpoint;
+    if (erp_url) {
+        erp_endpoint = oe::erp::parse_erp_url(*erp_url);
+        if (!erp_endpoint) {
+            std::cerr << "orderengine serve: ERP_URL must be http://host[:port][/path]\n";
+            return exit_usage;
+        }
+    }
+    const auto erp_timeout = env_ms("ERP_TIMEOUT_MS", 5'000);
+    const auto erp_open_for = env_ms("ERP_CIRCUIT_OPEN_MS", 30'000);
+    const auto erp_retry_base = env_ms("ERP_RETRY_BASE_MS", 500);
+    const auto erp_sim_port = parse_port(env_or("ERP_SIM_PORT", "0"));
+    // The built-in simulated ERP answers like a legacy one: in a quarter of a second.
+    const auto erp_sim_latency = env_ms("ERP_SIM_LATENCY_MS", 250);
+    if (!erp_timeout || !erp_open_for || !erp_retry_base || !erp_sim_port || !erp_sim_latency) {
+        std::cerr << "orderengine serve: ERP_TIMEOUT_MS, ERP_CIRCUIT_OPEN_MS, ERP_RETRY_BASE_MS "
+                     "and ERP_SIM_LATENCY_MS must be whole milliseconds, ERP_SIM_PORT 0..65535\n";
+        return exit_usage;
+    }
+
     const std::string url = env_or("DATABASE_URL", default_database_url);
     if (migrate) {
         oe::app::migrate(url, env_optional("MIGRATION_DATABASE_URL"));
@@ -247,7 +429,33 @@ int run_serve(const std::vector<std::string>& args) {
     auto config_cache = oe::app::make_config_cache(env_optional("REDIS_URL"));
     oe::app::ConfigService config(*store, commands, projections, *config_cache);
     oe::log(oe::LogLevel::info, "config cache", {{"cache", std::string(config_cache->name())}});
-    oe::http::Api api({*store, commands, config, metrics, *jwt_secret});
+
+    // The ERP side: the legacy ERP at ERP_URL, or a simulated one in-process; the ACL's
+    // gateway (circuit breaker, counters); the projector and the stock/debt sync.
+    std::unique_ptr<oe::erp::FakeErp> simulated_erp;
+    if (!erp_endpoint) {
+        oe::erp::FakeErpOptions sim;
+        sim.port = *erp_sim_port;
+        sim.mode.latency_ms = erp_sim_latency->count();
+        simulated_erp = std::make_unique<oe::erp::FakeErp>(sim);
+        seed_from_log(*simulated_erp, commands);
+        simulated_erp->start();
+        erp_endpoint = oe::erp::ErpEndpoint{"127.0.0.1", simulated_erp->port(), ""};
+        oe::log(oe::LogLevel::info, "simulated ERP in-process (ERP_URL is not set)",
+                {{"url", fmt::format("http://127.0.0.1:{}", simulated_erp->port())}});
+    }
+    oe::erp::ErpGateway erp_gateway(oe::erp::make_http_erp(*erp_endpoint, *erp_timeout),
+                                    {5, *erp_open_for}, metrics);
+    oe::app::ErpWorkerOptions erp_options;
+    erp_options.retry_base = *erp_retry_base;
+    erp_options.crash_after_erp_answer = env_or("OE_FAILPOINT", "") == "erp_after_answer";
+    oe::app::ErpWorker erp_worker(
+        *store, commands, erp_gateway,
+        [&config](std::string_view key) { return config_number(config, key); }, metrics,
+        erp_options);
+    erp_worker.start();
+
+    oe::http::Api api({*store, commands, config, metrics, *jwt_secret, &erp_worker});
     for (const auto& [name, position] : projections.checkpoints()) {
         metrics.gauge_callback(
             "projection_lag_events", "Committed events a projection has not applied yet",
@@ -308,6 +516,10 @@ int run_serve(const std::vector<std::string>& args) {
             {{"url", fmt::format("http://127.0.0.1:{}", server.port())},
              {"backend", std::string(store->backend_name())}});
     server.run_until_signal();
+    if (simulated_erp) {
+        simulated_erp->stop();  // Answers what it holds at once, so the worker stops promptly.
+    }
+    erp_worker.stop();   // A delivery in flight finishes first; its checkpoint is committed.
     projections.stop();  // Commits the batch in progress; checkpoints are durable after this.
     oe::log(oe::LogLevel::info, "stopped");
     return 0;
@@ -336,6 +548,9 @@ int main(int argc, char** argv) {
         }
         if (command == "token") {
             return run_token(args);
+        }
+        if (command == "fake-erp") {
+            return run_fake_erp(args);
         }
         std::cerr << "orderengine: unknown command '" << command << "' (see orderengine --help)\n";
         return exit_usage;

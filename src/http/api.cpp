@@ -17,10 +17,12 @@
 #include <boost/json/value.hpp>
 
 #include <oe/app/config_service.hpp>
+#include <oe/app/erp_worker.hpp>
 #include <oe/auth/identity.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
 #include <oe/commands/commands.hpp>
+#include <oe/erp/erp_port.hpp>
 #include <oe/events/order_status.hpp>
 #include <oe/http/json_request.hpp>
 #include <oe/kernel/event_store.hpp>
@@ -172,7 +174,9 @@ int status_of(commands::Rejected reason) {
         case Rejected::invalid_request:
             return 400;
         case Rejected::order_not_found:
+        case Rejected::dead_letter_not_found:
             return 404;
+        case Rejected::order_state_changed:
         case Rejected::not_cancellable:
         case Rejected::not_on_hold:
         case Rejected::already_exists:
@@ -1142,6 +1146,136 @@ struct Api::Impl {
         return response;
     }
 
+    // ---- ERP administration (SPEC §6, §7).
+
+    Step<Response> erp_status(const auth::Principal& p) const {
+        if (auto denied = require(p, auth::Permission::manage_erp)) {
+            return *denied;
+        }
+        if (deps.erp == nullptr) {
+            return fail(503, "unavailable", "the ERP worker is not running");
+        }
+        const auto s = deps.erp->status();
+        std::string body = fmt::format(
+            R"({{"worker":"{}","circuit_state":"{}","outbox_pending":{},"queue_depth":{},)"
+            R"("checkpoint":{},"max_rps":"{}.{:02}","error_rate_5m":{:.4f},"delivered":{},)",
+            s.leader ? "running" : "standby", s.circuit_state, s.outbox_pending, s.outbox_pending,
+            s.checkpoint, s.max_rps_hundredths / 100, s.max_rps_hundredths % 100, s.error_rate,
+            s.delivered);
+        body += R"("last_sync":)";
+        if (s.last_sync) {
+            body += fmt::format(
+                R"({{"at":"{}","ok":{},"stock_changed":{},"debt_changed":{},"refused":{},"error":)",
+                format_iso8601_us(s.last_sync->at_us), s.last_sync->ok ? "true" : "false",
+                s.last_sync->result.stock_changed ? "true" : "false",
+                s.last_sync->result.debt_changed ? "true" : "false", s.last_sync->result.refused);
+            if (s.last_sync->ok) {
+                body += "null";
+            } else {
+                append_json_string(body, s.last_sync->error);
+            }
+            body += "}";
+        } else {
+            body += "null";
+        }
+        body += R"(,"dead_letters":[)";
+        for (std::size_t i = 0; i < s.dead_letters.size(); ++i) {
+            const auto& d = s.dead_letters[i];
+            body += i == 0 ? "{" : ",{";
+            body += fmt::format(R"("id":{},"order_id":)", d.id);
+            append_json_string(body, d.order_id);
+            body +=
+                fmt::format(R"(,"action":"{}","attempts":{},"last_error":)", d.action, d.attempts);
+            append_json_string(body, d.last_error);
+            body += fmt::format(R"(,"parked_at":"{}","retry_requested":{}}})",
+                                format_iso8601_us(d.parked_at_us),
+                                d.retry_requested ? "true" : "false");
+        }
+        body += "]}";
+        return json_response(200, std::move(body));
+    }
+
+    Step<Response> erp_retry(const auth::Principal& p, std::string_view id_text,
+                             const Request& request) {
+        if (auto denied = require(p, auth::Permission::manage_erp)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (auto bad = bodyless(request)) {
+            return *bad;
+        }
+        std::int64_t id = 0;
+        const auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+        if (ec != std::errc{} || ptr != id_text.data() + id_text.size() || id < 1) {
+            return not_found();
+        }
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(
+            idem.value(), commands::RetryErpDelivery{id}, metadata_of(who, idem.value(), request),
+            [&](const commands::Decision& decision, const model::CommerceState&) {
+                if (!decision.ok()) {
+                    return rejection_response(decision.error());
+                }
+                return json_response(
+                    202, fmt::format(R"({{"dead_letter_id":{},"status":"retry_requested"}})", id));
+            });
+    }
+
+    Step<Response> erp_sync(const auth::Principal& p, const Request& request) {
+        if (auto denied = require(p, auth::Permission::manage_erp)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (auto bad = bodyless(request)) {
+            return *bad;
+        }
+        if (deps.erp == nullptr) {
+            return fail(503, "unavailable", "the ERP worker is not running");
+        }
+        {
+            std::lock_guard lock(in_flight_mutex);
+            if (!in_flight.insert(idem.value().stream_id).second) {
+                return fail(409, "idempotency_key_in_flight",
+                            "a request with this Idempotency-Key is still being processed");
+            }
+        }
+        InFlight guard{*this, idem.value().stream_id};
+        if (auto stored = replay(idem.value())) {
+            return std::move(*stored);
+        }
+        app::ErpSyncResult result;
+        try {
+            result = deps.erp->sync_now(request.trace_id);
+        } catch (const erp::ErpFailure& e) {
+            // Nothing was recorded: a retry with the same key runs the sync again.
+            return fail(503, "erp_unavailable",
+                        fmt::format("the ERP could not be asked; the last synced stock and debt "
+                                    "keep serving ({})",
+                                    e.what()));
+        }
+        auto response =
+            json_response(200, fmt::format(R"({{"stock_changed":{},"debt_changed":{}}})",
+                                           result.stock_changed ? "true" : "false",
+                                           result.debt_changed ? "true" : "false"));
+        const auth::ActingFor who{{}, p.subject, {}};
+        // The sync's own events are already committed (they are idempotent: a repeat records
+        // only what changed since); the stored answer follows them.
+        auto stored = deps.store.append(
+            {record(idem.value(), response, metadata_of(who, idem.value(), request))});
+        if (!stored.ok()) {
+            if (auto replayed = replay(idem.value())) {
+                return std::move(*replayed);
+            }
+        }
+        return response;
+    }
+
     Step<Response> route(const Request& request) {
         const auto parts = segments(request.path());
         auto principal = authenticate(request);
@@ -1177,6 +1311,18 @@ struct Api::Impl {
         }
         if (get && parts.size() == 2 && parts[1] == "events") {
             return event_feed(p, request);
+        }
+        if (parts.size() >= 3 && parts[1] == "admin" && parts[2] == "erp") {
+            if (get && parts.size() == 3) {
+                return erp_status(p);
+            }
+            if (post && parts.size() == 4 && parts[3] == "sync") {
+                return erp_sync(p, request);
+            }
+            if (post && parts.size() == 6 && parts[3] == "dead-letters" && parts[5] == "retry") {
+                return erp_retry(p, parts[4], request);
+            }
+            return not_found();
         }
         if (parts.size() >= 3 && parts[1] == "admin") {
             if (post && parts.size() == 3 && parts[2] == "partners") {

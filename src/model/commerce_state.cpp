@@ -34,6 +34,7 @@ void CommerceState::clear() {
     config_.clear();
     config_versions_.clear();
     config_position_ = 0;
+    erp_dead_letters_.clear();
     for (const auto& spec : config_keys()) {
         config_[spec.key] = spec.default_value;
     }
@@ -171,11 +172,16 @@ void CommerceState::on(const events::PartnerDebtSynced& e, const RecordedEvent& 
     PartnerState& p = partner_for(e.partner_id, r);
     p.erp_debt_idr = e.outstanding_idr;
     p.debt_synced_at_us = e.as_of_us;
-    // The ERP's figure now includes every order it had accepted.
-    for (const auto& [order_id, subtotal] : p.accepted_since_debt_sync) {
-        p.open_orders_total_idr -= subtotal;
+    // The ERP's figure includes every order it had accepted before its as_of instant; orders
+    // accepted since still count as open.
+    for (auto it = p.accepted_since_debt_sync.begin(); it != p.accepted_since_debt_sync.end();) {
+        if (it->second.accepted_at_us < e.as_of_us) {
+            p.open_orders_total_idr -= it->second.subtotal_idr;
+            it = p.accepted_since_debt_sync.erase(it);
+        } else {
+            ++it;
+        }
     }
-    p.accepted_since_debt_sync.clear();
 }
 
 void CommerceState::on(const events::OrderPlaced& e, const RecordedEvent& r) {
@@ -241,7 +247,13 @@ void CommerceState::on(const events::OrderAcceptedByErp& e, const RecordedEvent&
     // Still open credit until the partner's next debt sync; still reserved stock until a
     // snapshot taken after now.
     order.erp_order_ref = e.erp_order_ref;
-    partner_for(order.partner_id, r).accepted_since_debt_sync[e.order_id] = order.subtotal_idr;
+    if (order.status != events::OrderStatus::sent_to_erp) {
+        // Only a sent order can be accepted (the decision checks); anything else keeps its
+        // status and frees nothing twice.
+        return;
+    }
+    partner_for(order.partner_id, r).accepted_since_debt_sync[e.order_id] = {r.recorded_at_us,
+                                                                             order.subtotal_idr};
     if (!order.warehouse_id.empty()) {
         for (const auto& line : order.lines) {
             stock_[{line.sku, order.warehouse_id}].accepted.emplace_back(r.recorded_at_us,
@@ -253,11 +265,39 @@ void CommerceState::on(const events::OrderAcceptedByErp& e, const RecordedEvent&
 
 void CommerceState::on(const events::OrderRejectedByErp& e, const RecordedEvent& r) {
     OrderState& order = order_for(e.order_id, r);
-    if (holds_credit(order.status)) {
-        partner_for(order.partner_id, r).open_orders_total_idr -= order.subtotal_idr;
+    if (order.status != events::OrderStatus::sent_to_erp) {
+        return;  // Only a sent order can be rejected (the decision checks); free nothing twice.
     }
+    partner_for(order.partner_id, r).open_orders_total_idr -= order.subtotal_idr;
     release_reservations(order);
     order.status = events::OrderStatus::erp_rejected;
+}
+
+void CommerceState::on(const events::ErpDeliveryParked& e, const RecordedEvent& r) {
+    auto& letter = erp_dead_letters_[e.dead_letter_id];
+    letter.parked = e;
+    letter.retry_requested = false;
+    letter.parked_at_us = r.recorded_at_us;
+}
+
+void CommerceState::on(const events::ErpDeliveryRetryRequested& e, const RecordedEvent&) {
+    const auto found = erp_dead_letters_.find(e.dead_letter_id);
+    if (found != erp_dead_letters_.end()) {
+        found->second.retry_requested = true;
+    }
+}
+
+void CommerceState::on(const events::ErpDeliveryResolved& e, const RecordedEvent&) {
+    erp_dead_letters_.erase(e.dead_letter_id);
+}
+
+std::vector<std::string> CommerceState::partner_ids() const {
+    std::vector<std::string> ids;
+    ids.reserve(partners_.size());
+    for (const auto& [id, partner] : partners_) {
+        ids.push_back(id);
+    }
+    return ids;
 }
 
 const PartnerState* CommerceState::partner(std::string_view id) const {

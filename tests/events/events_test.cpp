@@ -59,6 +59,9 @@ std::vector<DomainEvent> one_of_each() {
         OrderSentToErp{"O-1"},
         OrderAcceptedByErp{"O-1", "ERP-9"},
         OrderRejectedByErp{"O-1", "blocked partner"},
+        ErpDeliveryParked{17, "O-1", oe::events::ErpAction::cancel, 10, "ERP answered 500"},
+        ErpDeliveryRetryRequested{17, "admin-1"},
+        ErpDeliveryResolved{17},
     };
 }
 
@@ -262,6 +265,13 @@ TEST_SUITE("events") {
         CHECK(decode_error("OrderRouted", R"({"order_id":"O","warehouse_id":"W",)"
                                           R"("lines":[{"sku":"S","qty":-1}]})") ==
               "OrderRouted: field 'lines[0].qty' must be >= 0 (got -1)");
+        CHECK(decode_error("ErpDeliveryParked", R"({"dead_letter_id":5,"order_id":"O",)"
+                                                R"("action":"refund","attempts":1,)"
+                                                R"("last_error":"x"})") ==
+              "ErpDeliveryParked: field 'action' must be one of create, cancel");
+        CHECK(decode_error("ErpDeliveryRetryRequested",
+                           R"({"dead_letter_id":0,"requested_by":"a"})") ==
+              "ErpDeliveryRetryRequested: field 'dead_letter_id' must be >= 1 (got 0)");
     }
 
     TEST_CASE("codec: OrderPlaced names the line and field that is wrong") {

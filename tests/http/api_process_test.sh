@@ -29,7 +29,9 @@ else
     db_url="sqlite://$work/api.db"
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DATABASE_URL="$db_url" PORT=$port "$bin" serve --demo >"$work/out" 2>"$work/err" &
+# The built-in simulated ERP answers after a minute (the client gives up after 5 s), so orders
+# stay cancellable (placed or sent_to_erp) for the whole test: tests/erp covers delivery.
+DATABASE_URL="$db_url" PORT=$port ERP_SIM_LATENCY_MS=60000 "$bin" serve --demo >"$work/out" 2>"$work/err" &
 server=$!
 for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
 base="http://127.0.0.1:$port"

@@ -77,6 +77,20 @@ class CommandService {
         return Outcome{std::move(result).value(), std::move(appended)};
     }
 
+    /// Runs `read` against the write model brought up to date with every committed event,
+    /// under the store's write lock: a consistent view for background workers. Keep it short
+    /// (it holds up decisions). Throws StoreError on I/O failure.
+    template <typename Read>
+    void with_state(Read&& read) {
+        auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {
+            read(static_cast<const CommerceState&>(state_));
+            return {};
+        });
+        if (!result.ok()) {
+            throw StoreError("reading the write model failed");
+        }
+    }
+
     /// A new order id: "O-" + a ULID (time-ordered, 80 random bits).
     [[nodiscard]] static std::string new_order_id();
 

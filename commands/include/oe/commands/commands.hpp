@@ -48,6 +48,8 @@ enum class Rejected : std::uint16_t {
     invalid_config_value = 11,
     unknown_warehouse = 12,
     already_exists = 13,
+    order_state_changed = 14,  // The ERP projector's view of an order is out of date.
+    dead_letter_not_found = 15,
 };
 
 [[nodiscard]] std::string_view code(Rejected reason);
@@ -144,6 +146,42 @@ struct RecordPartnerDebt {
     std::int64_t as_of_us = 0;
 };
 
+// ---- The ERP projector's commands (SPEC §7). It delivers one order event at a time; these
+// ---- record what happened, so the order's status and the dead letters are in the log.
+
+/// About to send the order to the ERP: placed → sent_to_erp. A no-op when it is sent_to_erp
+/// already (a retry after a crash); order_state_changed when it is anything else (cancelled
+/// before it could be sent: there is nothing to deliver).
+struct MarkOrderSentToErp {
+    std::string order_id;
+};
+/// The ERP accepted the order: sent_to_erp → erp_accepted. A no-op when it is not sent_to_erp
+/// any more (accepted already, or cancelled meanwhile: the cancel is delivered next).
+struct RecordErpAcceptance {
+    std::string order_id, erp_order_ref;
+};
+/// The ERP refused the order: sent_to_erp → erp_rejected (frees its stock and credit).
+struct RecordErpRejection {
+    std::string order_id, reason;
+};
+/// A delivery failed too often: park it as a dead letter.
+struct ParkErpDelivery {
+    std::int64_t dead_letter_id = 0;  // Global position of the order event.
+    std::string order_id;
+    events::ErpAction action = events::ErpAction::create;
+    std::int64_t attempts = 0;
+    std::string last_error;
+};
+/// An admin asks for a parked delivery to be tried again (dead_letter_not_found otherwise;
+/// a no-op when a retry is already pending).
+struct RetryErpDelivery {
+    std::int64_t dead_letter_id = 0;
+};
+/// A retried dead letter went through (and everything that waited behind it).
+struct ResolveErpDelivery {
+    std::int64_t dead_letter_id = 0;
+};
+
 // ---- Pure decisions: same state and command, same result. `metadata` is stamped on every
 // ---- event (actor, on_behalf_of, trace id, idempotency key).
 
@@ -176,6 +214,18 @@ struct RecordPartnerDebt {
 [[nodiscard]] Decision decide(const RecordStockLevels& c, const CommerceState& s,
                               const EventMetadata& m);
 [[nodiscard]] Decision decide(const RecordPartnerDebt& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const MarkOrderSentToErp& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const RecordErpAcceptance& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const RecordErpRejection& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const ParkErpDelivery& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const RetryErpDelivery& c, const CommerceState& s,
+                              const EventMetadata& m);
+[[nodiscard]] Decision decide(const ResolveErpDelivery& c, const CommerceState& s,
                               const EventMetadata& m);
 
 /// True for 1..64 characters of [A-Za-z0-9_-] (partner ids, SKUs, warehouse ids; SPEC §6).

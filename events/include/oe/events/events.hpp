@@ -10,6 +10,7 @@
 
 #include <oe/events/catalog.hpp>
 #include <oe/events/config.hpp>
+#include <oe/events/erp.hpp>
 #include <oe/events/order.hpp>
 #include <oe/events/order_status.hpp>
 #include <oe/events/partner.hpp>
@@ -25,7 +26,8 @@ using DomainEvent =
                  ProductRegistered, ProductPriceChanged, WarehouseRegistered, TierConfigChanged,
                  SystemConfigChanged, SystemConfigReset, StockLevelsSynced, PartnerDebtSynced,
                  OrderPlaced, OrderCreditHeld, OrderCreditReleased, OrderRouted, OrderCancelled,
-                 OrderSentToErp, OrderAcceptedByErp, OrderRejectedByErp>;
+                 OrderSentToErp, OrderAcceptedByErp, OrderRejectedByErp, ErpDeliveryParked,
+                 ErpDeliveryRetryRequested, ErpDeliveryResolved>;
 
 /// Why stored data is not a known event: an unknown type or schema version, data that is not
 /// a JSON object, or a field that is missing, of the wrong type or out of range. The message

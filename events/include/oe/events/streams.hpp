@@ -42,4 +42,9 @@ namespace oe::events {
     return "erp-sync";
 }
 
+/// The ERP projector's dead letters (parked, retried, resolved): "erp-dead-letters".
+[[nodiscard]] inline std::string erp_dead_letter_stream() {
+    return "erp-dead-letters";
+}
+
 }  // namespace oe::events

@@ -17,7 +17,8 @@ class CommandService;
 }
 namespace app {
 class ConfigService;
-}
+class ErpWorker;
+}  // namespace app
 }  // namespace oe
 
 namespace oe::http {
@@ -28,7 +29,8 @@ struct ApiDependencies {
     commands::CommandService& commands;
     app::ConfigService& config;
     metrics::Registry& metrics;
-    std::string jwt_secret;  // AUTH_JWT_SECRET.
+    std::string jwt_secret;         // AUTH_JWT_SECRET.
+    app::ErpWorker* erp = nullptr;  // The ERP admin routes answer 503 without one.
 };
 
 /// The JSON API of SPEC §6 behind one handler: authentication (HS256 bearer tokens), roles,

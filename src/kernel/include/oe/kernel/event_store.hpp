@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -82,6 +83,16 @@ struct CheckpointMove {
     std::int64_t to = 0;
 };
 
+/// Exclusive right to run one background worker (a projector, the ERP drain, the stock sync)
+/// among every process sharing the store. Released when destroyed or when its process dies.
+class Lease {
+  public:
+    virtual ~Lease() = default;
+    /// False once the lease is known to be lost (the connection that holds it broke). Cheap
+    /// enough to call before every unit of work.
+    [[nodiscard]] virtual bool held() = 0;
+};
+
 /// The event store: one interface, two backends (SQLite, PostgreSQL), one conformance suite.
 ///
 /// Guarantees every backend gives:
@@ -153,6 +164,11 @@ class EventStore {
     /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
     [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,
                                                     const std::vector<SqlValue>& params = {}) = 0;
+
+    /// The lease named `name` when no other holder has it (PostgreSQL: a session advisory lock
+    /// on a connection of its own; SQLite: an exclusive lock on a file beside the database),
+    /// nothing otherwise. Never blocks. Throws StoreError when it cannot ask.
+    [[nodiscard]] virtual std::unique_ptr<Lease> try_lease(std::string_view name) = 0;
 
     /// Name of the backend ("sqlite" or "postgresql"), for logs and benchmarks.
     [[nodiscard]] virtual std::string_view backend_name() const = 0;

@@ -24,8 +24,14 @@ struct PartnerState {
     std::int64_t erp_debt_idr = 0;
     std::int64_t debt_synced_at_us = 0;  // 0 until the first PartnerDebtSynced.
     std::int64_t open_orders_total_idr = 0;
-    /// ERP-accepted orders the ERP's debt figure does not include yet (order id -> subtotal).
-    std::map<std::string, std::int64_t, std::less<>> accepted_since_debt_sync;
+    /// An ERP-accepted order the ERP's debt figure does not include yet.
+    struct AcceptedOrder {
+        std::int64_t accepted_at_us = 0;  // When OrderAcceptedByErp was recorded.
+        std::int64_t subtotal_idr = 0;
+    };
+    /// By order id. A debt figure as of T includes the orders accepted before T (SPEC §4:
+    /// open credit counts erp_accepted orders accepted after the latest debt sync).
+    std::map<std::string, AcceptedOrder, std::less<>> accepted_since_debt_sync;
 };
 
 struct ProductState {
@@ -59,6 +65,13 @@ struct StockRow {
     std::vector<std::pair<std::int64_t, std::int64_t>> accepted;
 };
 
+/// A parked ERP delivery (SPEC §7) and where it stands.
+struct ErpDeadLetter {
+    events::ErpDeliveryParked parked;  // The latest parking of this delivery.
+    bool retry_requested = false;      // Until resolved or parked again.
+    std::int64_t parked_at_us = 0;     // recorded_at of the latest parking.
+};
+
 /// The commerce write model: everything a command's decision needs, folded from the log.
 /// EventStore::decide_and_append keeps it exact (SPEC §4's concurrency limits rest on that);
 /// it is touched only under the store's write lock, never by two threads at once.
@@ -90,6 +103,18 @@ class CommerceState final : public DecisionState {
     /// inventory's available(sku, wh).
     [[nodiscard]] std::int64_t available(std::string_view sku, std::string_view warehouse) const;
     [[nodiscard]] const StockRow* stock(std::string_view sku, std::string_view warehouse) const;
+    /// Every stock row, by (sku, warehouse).
+    [[nodiscard]] const std::map<std::pair<std::string, std::string>, StockRow>& stock_rows()
+        const {
+        return stock_;
+    }
+    /// Every registered partner id, in order.
+    [[nodiscard]] std::vector<std::string> partner_ids() const;
+
+    /// Open ERP dead letters (parked, or retry requested and not resolved yet), by id.
+    [[nodiscard]] const std::map<std::int64_t, ErpDeadLetter>& erp_dead_letters() const {
+        return erp_dead_letters_;
+    }
 
   private:
     void on(const events::PartnerRegistered& e, const RecordedEvent& r);
@@ -112,6 +137,9 @@ class CommerceState final : public DecisionState {
     void on(const events::OrderSentToErp& e, const RecordedEvent& r);
     void on(const events::OrderAcceptedByErp& e, const RecordedEvent& r);
     void on(const events::OrderRejectedByErp& e, const RecordedEvent& r);
+    void on(const events::ErpDeliveryParked& e, const RecordedEvent& r);
+    void on(const events::ErpDeliveryRetryRequested& e, const RecordedEvent& r);
+    void on(const events::ErpDeliveryResolved& e, const RecordedEvent& r);
 
     OrderState& order_for(const std::string& id, const RecordedEvent& r);
     PartnerState& partner_for(const std::string& id, const RecordedEvent& r);
@@ -129,6 +157,7 @@ class CommerceState final : public DecisionState {
     std::map<std::string, std::int64_t, std::less<>> config_;           // Current values.
     std::map<std::string, std::int64_t, std::less<>> config_versions_;  // Changes per key.
     std::int64_t config_position_ = 0;
+    std::map<std::int64_t, ErpDeadLetter> erp_dead_letters_;
 };
 
 }  // namespace oe::model
