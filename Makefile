@@ -5,6 +5,7 @@ JOBS        ?= 2
 BUILD_TYPE  ?= RelWithDebInfo
 DATABASE_URL ?= sqlite://./data/orderengine.db
 PORT        ?= 8080
+ERP_SIM_PORT ?= 8081
 # For local use only; set your own in any shared environment.
 AUTH_JWT_SECRET ?= dev-only-secret-change-me
 
@@ -27,9 +28,10 @@ build: configure
 # Only the server: a first `make run` on a fresh machine does not wait for the test programs.
 run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target orderengine
-	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' PORT=$(PORT) scripts/demo-banner $(ORDERENGINE)
+	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' PORT=$(PORT) ERP_SIM_PORT=$(ERP_SIM_PORT) \
+		scripts/demo-banner $(ORDERENGINE)
 	@AUTH_JWT_SECRET='$(AUTH_JWT_SECRET)' DATABASE_URL='$(DATABASE_URL)' PORT=$(PORT) \
-		$(ORDERENGINE) serve --demo
+		ERP_SIM_PORT=$(ERP_SIM_PORT) $(ORDERENGINE) serve --demo
 
 asan-build: bootstrap
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOE_SANITIZE=ON -Wno-dev \

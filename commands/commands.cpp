@@ -1,12 +1,15 @@
 #include <oe/commands/commands.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <set>
 
 #include <fmt/format.h>
 
 #include <oe/credit/credit.hpp>
 #include <oe/inventory/inventory.hpp>
+#include <oe/kernel/metrics.hpp>
 #include <oe/model/config_keys.hpp>
 #include <oe/pricing/pricing.hpp>
 #include <oe/routing/routing.hpp>
@@ -64,17 +67,27 @@ std::optional<Rejection> check_money(std::int64_t value, std::string_view field)
 }
 
 /// Routes `lines` for a partner's region against current availability.
+std::atomic<metrics::Histogram*> routing_latency{nullptr};
+
 std::optional<std::string> route_order(const std::vector<OrderLine>& lines,
                                        const PartnerState& partner, const CommerceState& s) {
+    const auto started = std::chrono::steady_clock::now();
     std::vector<routing::LineQty> wanted;
     wanted.reserve(lines.size());
     for (const auto& line : lines) {
         wanted.push_back({line.sku, line.qty});
     }
-    return routing::route(wanted, partner.region, s.warehouses(),
-                          [&s](std::string_view sku, std::string_view warehouse) {
-                              return s.available(sku, warehouse);
-                          });
+    auto routed_to = routing::route(wanted, partner.region, s.warehouses(),
+                                    [&s](std::string_view sku, std::string_view warehouse) {
+                                        return s.available(sku, warehouse);
+                                    });
+    // Timing is an observation, not an input: the decision stays pure.
+    if (auto* histogram = routing_latency.load(std::memory_order_relaxed)) {
+        histogram->observe(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+                .count());
+    }
+    return routed_to;
 }
 
 events::OrderRouted routed(const std::string& order_id, const std::string& warehouse,
@@ -124,6 +137,10 @@ std::string_view code(Rejected reason) {
             return "not_found";
     }
     return "invalid_request";
+}
+
+void observe_routing_latency(metrics::Histogram* histogram) {
+    routing_latency.store(histogram, std::memory_order_relaxed);
 }
 
 bool is_valid_id(std::string_view id) {

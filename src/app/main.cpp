@@ -426,6 +426,9 @@ int run_serve(const std::vector<std::string>& args) {
     projections.start();
 
     oe::metrics::Registry metrics;
+    oe::commands::observe_routing_latency(&metrics.histogram(
+        "lead_routing_latency_ms", "SLA routing of an order to a warehouse, in milliseconds",
+        {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25}));
     auto config_cache = oe::app::make_config_cache(env_optional("REDIS_URL"));
     oe::app::ConfigService config(*store, commands, projections, *config_cache);
     oe::log(oe::LogLevel::info, "config cache", {{"cache", std::string(config_cache->name())}});
@@ -521,6 +524,7 @@ int run_serve(const std::vector<std::string>& args) {
     }
     erp_worker.stop();   // A delivery in flight finishes first; its checkpoint is committed.
     projections.stop();  // Commits the batch in progress; checkpoints are durable after this.
+    oe::commands::observe_routing_latency(nullptr);
     oe::log(oe::LogLevel::info, "stopped");
     return 0;
 }

@@ -12,6 +12,10 @@
 #include <oe/kernel/result.hpp>
 #include <oe/model/commerce_state.hpp>
 
+namespace oe::metrics {
+class Histogram;
+}
+
 namespace oe::commands {
 
 using model::CommerceState;
@@ -227,6 +231,10 @@ struct ResolveErpDelivery {
                               const EventMetadata& m);
 [[nodiscard]] Decision decide(const ResolveErpDelivery& c, const CommerceState& s,
                               const EventMetadata& m);
+
+/// Where SLA routing reports how long each routing took, in milliseconds (SPEC §8
+/// lead_routing_latency_ms); nullptr stops it. Set at start-up; the histogram must outlive use.
+void observe_routing_latency(metrics::Histogram* histogram);
 
 /// True for 1..64 characters of [A-Za-z0-9_-] (partner ids, SKUs, warehouse ids; SPEC §6).
 [[nodiscard]] bool is_valid_id(std::string_view id);
