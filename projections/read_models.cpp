@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -30,9 +31,108 @@ SqlValue text_or_null(const std::string& text) {
     return text.empty() ? SqlValue{nullptr} : SqlValue{text};
 }
 
-/// partners and warehouses: the identity lookups (tier and region of a partner).
-class DirectoryProjection final : public Projection {
+/// Many rows per INSERT statement: what a rebuild writes instead of one statement per row.
+class BulkInsert {
   public:
+    BulkInsert(SqlTx& tx, std::string table, std::string columns, std::size_t width)
+        : tx_(tx),
+          table_(std::move(table)),
+          columns_(std::move(columns)),
+          width_(width),
+          rows_max_(std::max<std::size_t>(1, std::min<std::size_t>(500, 30'000 / width))) {}
+
+    void add(std::vector<SqlValue> row) {
+        for (auto& value : row) {
+            params_.push_back(std::move(value));
+        }
+        if (++rows_ == rows_max_) {
+            finish();
+        }
+    }
+
+    /// Writes what is pending (call once at the end).
+    void finish() {
+        if (rows_ == 0) {
+            return;
+        }
+        std::string sql = "INSERT INTO " + table_ + " (" + columns_ + ") VALUES ";
+        std::size_t n = 0;
+        for (std::size_t r = 0; r < rows_; ++r) {
+            sql += r == 0 ? "(" : ",(";
+            for (std::size_t c = 0; c < width_; ++c) {
+                if (c > 0) {
+                    sql.push_back(',');
+                }
+                sql += fmt::format("${}", ++n);
+            }
+            sql += ")";
+        }
+        tx_.exec(sql, params_);
+        params_.clear();
+        rows_ = 0;
+    }
+
+  private:
+    SqlTx& tx_;
+    std::string table_;
+    std::string columns_;
+    std::size_t width_;
+    std::size_t rows_max_;
+    std::size_t rows_ = 0;
+    std::vector<SqlValue> params_;
+};
+
+template <typename Map>
+std::string sla_json(const Map& sla_hours) {
+    std::string sla = "{";
+    for (const auto& [region, hours] : sla_hours) {
+        if (sla.size() > 1) {
+            sla.push_back(',');
+        }
+        append_json_string(sla, region);
+        sla += fmt::format(":{}", hours);
+    }
+    sla.push_back('}');
+    return sla;
+}
+
+/// The order view's lines, as rm_orders stores them.
+std::string lines_json(const std::vector<events::PricedLine>& priced) {
+    std::string lines = "[";
+    for (const auto& line : priced) {
+        if (lines.size() > 1) {
+            lines.push_back(',');
+        }
+        lines += "{\"sku\":";
+        append_json_string(lines, line.sku);
+        lines += fmt::format(
+            ",\"qty\":{},\"base_price\":{},\"unit_price\":{},\"discount_bps\":{},"
+            "\"line_total\":{}}}",
+            line.qty, line.base_price_idr, line.unit_price_idr, line.discount_bps,
+            line.line_total_idr);
+    }
+    lines.push_back(']');
+    return lines;
+}
+
+/// A projection whose tables are named with a suffix: "" for the live read model,
+/// "_rebuild" for the shadow tables a rebuild writes (SPEC §6, issue 6).
+class TabledProjection : public Projection {
+  public:
+    explicit TabledProjection(std::string suffix) : suffix_(std::move(suffix)) {}
+
+  protected:
+    [[nodiscard]] std::string t(std::string_view base) const { return std::string(base) + suffix_; }
+
+  private:
+    std::string suffix_;
+};
+
+/// partners and warehouses: the identity lookups (tier and region of a partner).
+class DirectoryProjection final : public TabledProjection {
+  public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "partners"; }
 
     void observe(const RecordedEvent&, const events::DomainEvent& e,
@@ -44,33 +144,24 @@ class DirectoryProjection final : public Projection {
         } else if (const auto* t = as<events::PartnerTierChanged>(e)) {
             partners_.insert(t->partner_id);
         } else if (const auto* w = as<events::WarehouseRegistered>(e)) {
-            std::string sla = "{";
-            for (const auto& [region, hours] : w->sla_hours) {
-                if (sla.size() > 1) {
-                    sla.push_back(',');
-                }
-                append_json_string(sla, region);
-                sla += fmt::format(":{}", hours);
-            }
-            sla.push_back('}');
-            warehouses_[w->warehouse_id] = std::move(sla);
+            warehouses_[w->warehouse_id] = sla_json(w->sla_hours);
         }
     }
 
     void flush(SqlTx& tx, const CommerceState& state) override {
         for (const auto& id : partners_) {
             const auto* p = state.partner(id);
-            tx.exec(
-                "INSERT INTO rm_partners (partner_id, name, tier, region) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (partner_id) DO UPDATE SET name = excluded.name, "
-                "tier = excluded.tier, region = excluded.region",
-                {id, p->name, std::string(events::to_string(p->tier)), p->region});
+            tx.exec("INSERT INTO " + t("rm_partners") +
+                        " (partner_id, name, tier, region) VALUES ($1, $2, $3, $4) "
+                        "ON CONFLICT (partner_id) DO UPDATE SET name = excluded.name, "
+                        "tier = excluded.tier, region = excluded.region",
+                    {id, p->name, std::string(events::to_string(p->tier)), p->region});
         }
         for (const auto& [id, sla] : warehouses_) {
-            tx.exec(
-                "INSERT INTO rm_warehouses (warehouse_id, sla_hours) VALUES ($1, $2) "
-                "ON CONFLICT (warehouse_id) DO UPDATE SET sla_hours = excluded.sla_hours",
-                {id, sla});
+            tx.exec("INSERT INTO " + t("rm_warehouses") +
+                        " (warehouse_id, sla_hours) VALUES ($1, $2) "
+                        "ON CONFLICT (warehouse_id) DO UPDATE SET sla_hours = excluded.sla_hours",
+                    {id, sla});
         }
         discard();
     }
@@ -80,14 +171,32 @@ class DirectoryProjection final : public Projection {
         warehouses_.clear();
     }
 
+    std::vector<std::string> tables() const override { return {"rm_partners", "rm_warehouses"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert partners(tx, t("rm_partners"), "partner_id, name, tier, region", 4);
+        for (const auto& id : state.partner_ids()) {
+            const auto* p = state.partner(id);
+            partners.add({id, p->name, std::string(events::to_string(p->tier)), p->region});
+        }
+        partners.finish();
+        BulkInsert warehouses(tx, t("rm_warehouses"), "warehouse_id, sla_hours", 2);
+        for (const auto* w : state.warehouses()) {
+            warehouses.add({w->warehouse_id, sla_json(w->sla_hours)});
+        }
+        warehouses.finish();
+    }
+
   private:
     std::set<std::string> partners_;
     std::map<std::string, std::string> warehouses_;
 };
 
 /// pricing: the price list per tier; a tier change reprices every SKU of that tier.
-class PricingProjection final : public Projection {
+class PricingProjection final : public TabledProjection {
   public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "pricing"; }
 
     void observe(const RecordedEvent&, const events::DomainEvent& e,
@@ -122,21 +231,44 @@ class PricingProjection final : public Projection {
         tiers_.clear();
     }
 
+    std::vector<std::string> tables() const override { return {"rm_pricing"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert rows(tx, t("rm_pricing"),
+                        "tier, sku, name, base_price, unit_price, discount_bps, loyalty_multiplier",
+                        7);
+        for (const auto tier : events::all_tiers) {
+            for (const auto& sku : state.product_skus()) {
+                rows.add(row(state, tier, sku));
+            }
+        }
+        rows.finish();
+    }
+
   private:
-    static void write(SqlTx& tx, const CommerceState& state, events::Tier tier,
-                      const std::string& sku) {
+    static std::vector<SqlValue> row(const CommerceState& state, events::Tier tier,
+                                     const std::string& sku) {
         const auto* product = state.product(sku);
         const auto terms = state.terms(tier);
-        tx.exec(
-            "INSERT INTO rm_pricing (tier, sku, name, base_price, unit_price, discount_bps, "
-            "loyalty_multiplier) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tier, sku) DO "
-            "UPDATE SET name = excluded.name, base_price = excluded.base_price, "
-            "unit_price = excluded.unit_price, discount_bps = excluded.discount_bps, "
-            "loyalty_multiplier = excluded.loyalty_multiplier",
-            {std::string(events::to_string(tier)), sku, product->name, product->base_price_idr,
-             pricing::unit_price_idr(product->base_price_idr, terms.discount_bps),
-             std::int64_t{terms.discount_bps},
-             model::format_decimal2(terms.loyalty_multiplier_hundredths)});
+        return {std::string(events::to_string(tier)),
+                sku,
+                product->name,
+                product->base_price_idr,
+                pricing::unit_price_idr(product->base_price_idr, terms.discount_bps),
+                std::int64_t{terms.discount_bps},
+                model::format_decimal2(terms.loyalty_multiplier_hundredths)};
+    }
+
+    void write(SqlTx& tx, const CommerceState& state, events::Tier tier,
+               const std::string& sku) const {
+        tx.exec("INSERT INTO " + t("rm_pricing") +
+                    " (tier, sku, name, base_price, unit_price, discount_bps, "
+                    "loyalty_multiplier) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tier, "
+                    "sku) DO "
+                    "UPDATE SET name = excluded.name, base_price = excluded.base_price, "
+                    "unit_price = excluded.unit_price, discount_bps = excluded.discount_bps, "
+                    "loyalty_multiplier = excluded.loyalty_multiplier",
+                row(state, tier, sku));
     }
 
     std::set<std::string> skus_;
@@ -162,8 +294,10 @@ std::string partner_of(const events::DomainEvent& e, const CommerceState& state)
 }
 
 /// credit: limit, ERP debt, open orders and available credit per partner.
-class CreditProjection final : public Projection {
+class CreditProjection final : public TabledProjection {
   public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "credit"; }
 
     void observe(const RecordedEvent&, const events::DomainEvent& e,
@@ -180,31 +314,54 @@ class CreditProjection final : public Projection {
 
     void flush(SqlTx& tx, const CommerceState& state) override {
         for (const auto& id : partners_) {
-            const auto* p = state.partner(id);
-            const auto position = state.credit_position(*p);
             tx.exec(
-                "INSERT INTO rm_credit (partner_id, credit_limit, erp_debt, open_orders_total, "
-                "available_credit, debt_synced_at) VALUES ($1, $2, $3, $4, $5, $6) "
-                "ON CONFLICT (partner_id) DO UPDATE SET credit_limit = excluded.credit_limit, "
-                "erp_debt = excluded.erp_debt, open_orders_total = excluded.open_orders_total, "
-                "available_credit = excluded.available_credit, "
-                "debt_synced_at = excluded.debt_synced_at",
-                {id, position.credit_limit_idr, position.erp_debt_idr,
-                 position.open_orders_total_idr, position.available_idr(),
-                 text_or_null(iso_or_null(p->debt_synced_at_us))});
+                "INSERT INTO " + t("rm_credit") +
+                    " (partner_id, credit_limit, erp_debt, open_orders_total, "
+                    "available_credit, debt_synced_at) VALUES ($1, $2, $3, $4, $5, $6) "
+                    "ON CONFLICT (partner_id) DO UPDATE SET credit_limit = excluded.credit_limit, "
+                    "erp_debt = excluded.erp_debt, open_orders_total = excluded.open_orders_total, "
+                    "available_credit = excluded.available_credit, "
+                    "debt_synced_at = excluded.debt_synced_at",
+                row(state, id));
         }
         discard();
     }
 
     void discard() override { partners_.clear(); }
 
+    std::vector<std::string> tables() const override { return {"rm_credit"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert rows(tx, t("rm_credit"),
+                        "partner_id, credit_limit, erp_debt, open_orders_total, available_credit, "
+                        "debt_synced_at",
+                        6);
+        for (const auto& id : state.partner_ids()) {
+            rows.add(row(state, id));
+        }
+        rows.finish();
+    }
+
+    static std::vector<SqlValue> row(const CommerceState& state, const std::string& id) {
+        const auto* p = state.partner(id);
+        const auto position = state.credit_position(*p);
+        return {id,
+                position.credit_limit_idr,
+                position.erp_debt_idr,
+                position.open_orders_total_idr,
+                position.available_idr(),
+                text_or_null(iso_or_null(p->debt_synced_at_us))};
+    }
+
   private:
     std::set<std::string> partners_;
 };
 
 /// stock: on hand, reserved, buffer and available per SKU × warehouse.
-class StockProjection final : public Projection {
+class StockProjection final : public TabledProjection {
   public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "stock"; }
 
     void observe(const RecordedEvent&, const events::DomainEvent& e,
@@ -244,18 +401,13 @@ class StockProjection final : public Projection {
             }
         }
         for (const auto& [sku, warehouse] : rows_) {
-            const auto* row = state.stock(sku, warehouse);
-            const auto* product = state.product(sku);
             tx.exec(
-                "INSERT INTO rm_stock (sku, warehouse_id, on_hand, reserved, buffer_qty, "
-                "available, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku, "
-                "warehouse_id) DO UPDATE SET on_hand = excluded.on_hand, reserved = "
-                "excluded.reserved, buffer_qty = excluded.buffer_qty, available = "
-                "excluded.available, as_of = excluded.as_of",
-                {sku, warehouse, row != nullptr ? row->on_hand : 0,
-                 row != nullptr ? row->reserved : 0, product != nullptr ? product->buffer_qty : 0,
-                 state.available(sku, warehouse),
-                 text_or_null(iso_or_null(row != nullptr ? row->as_of_us : 0))});
+                "INSERT INTO " + t("rm_stock") +
+                    " (sku, warehouse_id, on_hand, reserved, buffer_qty, available, as_of) VALUES "
+                    "($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku, warehouse_id) DO UPDATE SET "
+                    "on_hand = excluded.on_hand, reserved = excluded.reserved, buffer_qty = "
+                    "excluded.buffer_qty, available = excluded.available, as_of = excluded.as_of",
+                row(state, sku, warehouse));
         }
         discard();
     }
@@ -265,38 +417,53 @@ class StockProjection final : public Projection {
         skus_.clear();
     }
 
+    std::vector<std::string> tables() const override { return {"rm_stock"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert rows(tx, t("rm_stock"),
+                        "sku, warehouse_id, on_hand, reserved, buffer_qty, available, as_of", 7);
+        for (const auto& [key, stock] : state.stock_rows()) {
+            rows.add(row(state, key.first, key.second));
+        }
+        rows.finish();
+    }
+
+    static std::vector<SqlValue> row(const CommerceState& state, const std::string& sku,
+                                     const std::string& warehouse) {
+        const auto* row = state.stock(sku, warehouse);
+        const auto* product = state.product(sku);
+        return {sku,
+                warehouse,
+                row != nullptr ? row->on_hand : 0,
+                row != nullptr ? row->reserved : 0,
+                product != nullptr ? product->buffer_qty : 0,
+                state.available(sku, warehouse),
+                text_or_null(iso_or_null(row != nullptr ? row->as_of_us : 0))};
+    }
+
   private:
     std::set<std::pair<std::string, std::string>> rows_;
     std::set<std::string> skus_;
 };
 
 /// orders: the order view of SPEC §6, written event by event.
-class OrdersProjection final : public Projection {
+class OrdersProjection final : public TabledProjection {
   public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "orders"; }
 
     void observe(const RecordedEvent& r, const events::DomainEvent& e,
                  const CommerceState&) override {
         if (const auto* p = as<events::OrderPlaced>(e)) {
-            std::string lines = "[";
-            for (const auto& line : p->lines) {
-                if (lines.size() > 1) {
-                    lines.push_back(',');
-                }
-                lines += "{\"sku\":";
-                append_json_string(lines, line.sku);
-                lines += fmt::format(
-                    ",\"qty\":{},\"base_price\":{},\"unit_price\":{},\"discount_bps\":{},"
-                    "\"line_total\":{}}}",
-                    line.qty, line.base_price_idr, line.unit_price_idr, line.discount_bps,
-                    line.line_total_idr);
-            }
-            lines.push_back(']');
+            const std::string lines = lines_json(p->lines);
             pending_.push_back(
-                {"INSERT INTO rm_orders (order_id, partner_id, status, tier, lines, subtotal, "
-                 "loyalty_points, warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
-                 "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, $9, "
-                 "NULL, $10)",
+                {"INSERT INTO " + t("rm_orders") +
+                     " (order_id, partner_id, status, tier, lines, subtotal, "
+                     "loyalty_points, warehouse, placed_at, placed_by, on_behalf_of, "
+                     "erp_order_ref, "
+                     "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, $9, "
+                     "NULL, $10)",
                  {p->order_id, p->partner_id, std::string(events::to_string(p->tier)), lines,
                   p->subtotal_idr, p->loyalty_points, format_iso8601_us(p->placed_at_us),
                   p->placed_by, text_or_null(p->on_behalf_of), r.global_position}});
@@ -305,23 +472,25 @@ class OrdersProjection final : public Projection {
         } else if (const auto* released = as<events::OrderCreditReleased>(e)) {
             status(released->order_id, "placed");
         } else if (const auto* routed = as<events::OrderRouted>(e)) {
-            pending_.push_back({"UPDATE rm_orders SET warehouse = $2 WHERE order_id = $1",
-                                {routed->order_id, routed->warehouse_id}});
+            pending_.push_back(
+                {"UPDATE " + t("rm_orders") + " SET warehouse = $2 WHERE order_id = $1",
+                 {routed->order_id, routed->warehouse_id}});
         } else if (const auto* c = as<events::OrderCancelled>(e)) {
             status(c->order_id, "cancelled");
         } else if (const auto* s = as<events::OrderSentToErp>(e)) {
             status(s->order_id, "sent_to_erp");
         } else if (const auto* a = as<events::OrderAcceptedByErp>(e)) {
             pending_.push_back(
-                {"UPDATE rm_orders SET erp_order_ref = $2, status = CASE WHEN status = "
-                 "'sent_to_erp' THEN 'erp_accepted' ELSE status END WHERE order_id = $1",
+                {"UPDATE " + t("rm_orders") +
+                     " SET erp_order_ref = $2, status = CASE WHEN status = "
+                     "'sent_to_erp' THEN 'erp_accepted' ELSE status END WHERE order_id = $1",
                  {a->order_id, a->erp_order_ref}});
         } else if (const auto* rejected = as<events::OrderRejectedByErp>(e)) {
             // As in the write model: only a sent order can be rejected.
-            pending_.push_back(
-                {"UPDATE rm_orders SET status = 'erp_rejected' WHERE order_id = $1 "
-                 "AND status = 'sent_to_erp'",
-                 {rejected->order_id}});
+            pending_.push_back({"UPDATE " + t("rm_orders") +
+                                    " SET status = 'erp_rejected' WHERE order_id = $1 "
+                                    "AND status = 'sent_to_erp'",
+                                {rejected->order_id}});
         }
     }
 
@@ -334,9 +503,28 @@ class OrdersProjection final : public Projection {
 
     void discard() override { pending_.clear(); }
 
+    std::vector<std::string> tables() const override { return {"rm_orders"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert rows(tx, t("rm_orders"),
+                        "order_id, partner_id, status, tier, lines, subtotal, loyalty_points, "
+                        "warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
+                        "placed_position",
+                        13);
+        for (const auto& [id, order] : state.orders()) {
+            const auto& p = order.placed;
+            rows.add({id, order.partner_id, std::string(events::to_string(order.status)),
+                      std::string(events::to_string(p.tier)), lines_json(p.lines), p.subtotal_idr,
+                      p.loyalty_points, text_or_null(order.warehouse_id),
+                      format_iso8601_us(p.placed_at_us), p.placed_by, text_or_null(p.on_behalf_of),
+                      text_or_null(order.erp_order_ref), order.placed_position});
+        }
+        rows.finish();
+    }
+
   private:
     void status(const std::string& order_id, const char* value) {
-        pending_.push_back({"UPDATE rm_orders SET status = $2 WHERE order_id = $1",
+        pending_.push_back({"UPDATE " + t("rm_orders") + " SET status = $2 WHERE order_id = $1",
                             {order_id, std::string(value)}});
     }
 
@@ -344,8 +532,10 @@ class OrdersProjection final : public Projection {
 };
 
 /// system_config: key, value, version, updated_by, updated_at (SPEC §5); defaults included.
-class SystemConfigProjection final : public Projection {
+class SystemConfigProjection final : public TabledProjection {
   public:
+    using TabledProjection::TabledProjection;
+
     std::string_view name() const override { return "system_config"; }
 
     void observe(const RecordedEvent& r, const events::DomainEvent& e,
@@ -370,10 +560,10 @@ class SystemConfigProjection final : public Projection {
     void flush(SqlTx& tx, const CommerceState& state) override {
         if (!defaults_written_) {
             for (const auto& spec : model::config_keys()) {
-                tx.exec(
-                    "INSERT INTO rm_system_config (key, value, version, updated_by, updated_at) "
-                    "VALUES ($1, $2, 0, NULL, NULL) ON CONFLICT (key) DO NOTHING",
-                    {spec.key, value_json(spec, spec.default_value)});
+                tx.exec("INSERT INTO " + t("rm_system_config") +
+                            " (key, value, version, updated_by, updated_at) "
+                            "VALUES ($1, $2, 0, NULL, NULL) ON CONFLICT (key) DO NOTHING",
+                        {spec.key, value_json(spec, spec.default_value)});
             }
             defaults_written_ = true;
         }
@@ -384,10 +574,11 @@ class SystemConfigProjection final : public Projection {
                 continue;  // A tier change that left this sibling key as it was.
             }
             tx.exec(
-                "INSERT INTO rm_system_config (key, value, version, updated_by, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET value = "
-                "excluded.value, version = excluded.version, updated_by = excluded.updated_by, "
-                "updated_at = excluded.updated_at",
+                "INSERT INTO " + t("rm_system_config") +
+                    " (key, value, version, updated_by, updated_at) "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET value = "
+                    "excluded.value, version = excluded.version, updated_by = excluded.updated_by, "
+                    "updated_at = excluded.updated_at",
                 {key, value_json(*spec, state.config(key)), version, text_or_null(change.actor),
                  format_iso8601_us(change.at_us)});
         }
@@ -397,6 +588,25 @@ class SystemConfigProjection final : public Projection {
     void discard() override {
         changes_.clear();
         defaults_written_ = false;
+    }
+
+    std::vector<std::string> tables() const override { return {"rm_system_config"}; }
+
+    void write_all(SqlTx& tx, const CommerceState& state) override {
+        BulkInsert rows(tx, t("rm_system_config"), "key, value, version, updated_by, updated_at",
+                        5);
+        for (const auto& spec : model::config_keys()) {
+            const std::int64_t version = state.config_version(spec.key);
+            const auto* change = state.config_change(spec.key);
+            if (version == 0 || change == nullptr) {
+                rows.add({spec.key, value_json(spec, spec.default_value), std::int64_t{0}, nullptr,
+                          nullptr});
+            } else {
+                rows.add({spec.key, value_json(spec, state.config(spec.key)), version,
+                          text_or_null(change->actor), format_iso8601_us(change->at_us)});
+            }
+        }
+        rows.finish();
     }
 
   private:
@@ -421,14 +631,15 @@ class SystemConfigProjection final : public Projection {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Projection>> make_read_models() {
+std::vector<std::unique_ptr<Projection>> make_read_models(std::string_view table_suffix) {
+    const std::string suffix(table_suffix);
     std::vector<std::unique_ptr<Projection>> all;
-    all.push_back(std::make_unique<DirectoryProjection>());
-    all.push_back(std::make_unique<PricingProjection>());
-    all.push_back(std::make_unique<CreditProjection>());
-    all.push_back(std::make_unique<StockProjection>());
-    all.push_back(std::make_unique<OrdersProjection>());
-    all.push_back(std::make_unique<SystemConfigProjection>());
+    all.push_back(std::make_unique<DirectoryProjection>(suffix));
+    all.push_back(std::make_unique<PricingProjection>(suffix));
+    all.push_back(std::make_unique<CreditProjection>(suffix));
+    all.push_back(std::make_unique<StockProjection>(suffix));
+    all.push_back(std::make_unique<OrdersProjection>(suffix));
+    all.push_back(std::make_unique<SystemConfigProjection>(suffix));
     return all;
 }
 

@@ -202,6 +202,15 @@ CREATE TABLE rm_system_config (
     updated_at TEXT
 );
 )sql"},
+        {3, "shadow tables a zero-downtime rebuild writes before it swaps them in", R"sql(
+CREATE TABLE rm_partners_rebuild (LIKE rm_partners INCLUDING ALL);
+CREATE TABLE rm_warehouses_rebuild (LIKE rm_warehouses INCLUDING ALL);
+CREATE TABLE rm_pricing_rebuild (LIKE rm_pricing INCLUDING ALL);
+CREATE TABLE rm_credit_rebuild (LIKE rm_credit INCLUDING ALL);
+CREATE TABLE rm_stock_rebuild (LIKE rm_stock INCLUDING ALL);
+CREATE TABLE rm_orders_rebuild (LIKE rm_orders INCLUDING ALL);
+CREATE TABLE rm_system_config_rebuild (LIKE rm_system_config INCLUDING ALL);
+)sql"},
     };
     return all;
 }

@@ -491,6 +491,42 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
+    void with_checkpoints_locked(const std::vector<std::string>& projections,
+                                 const LockedCheckpoints& apply) override {
+        with_reader("locking checkpoints", [&](pqxx::connection& conn) {
+            pqxx::work tx(conn);
+            std::vector<std::int64_t> positions;
+            for (const auto& name : projections) {
+                tx.exec_params(
+                    "INSERT INTO oe_checkpoints (projection, position, updated_at) "
+                    "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
+                    name);
+                positions.push_back(tx.exec_params1("SELECT position FROM oe_checkpoints WHERE "
+                                                    "projection = $1 FOR UPDATE",
+                                                    name)[0]
+                                        .as<std::int64_t>());
+            }
+            PgTx sql(tx);
+            const auto next = apply(positions, sql);
+            OE_INVARIANT(next.size() == positions.size(), "one position per projection");
+            for (std::size_t i = 0; i < projections.size(); ++i) {
+                OE_INVARIANT(next[i] >= positions[i], "a projection checkpoint never moves back");
+                tx.exec_params(
+                    "UPDATE oe_checkpoints SET position = $2, updated_at = now() "
+                    "WHERE projection = $1",
+                    projections[i], next[i]);
+            }
+            try {
+                tx.commit();
+            } catch (const pqxx::in_doubt_error& e) {
+                throw StoreError(fmt::format(
+                    "PostgreSQL connection lost while committing; reload the checkpoints: {}",
+                    first_line(e.what())));
+            }
+            return 0;
+        });
+    }
+
     std::unique_ptr<Lease> try_lease(std::string_view name) override {
         // A session advisory lock on a connection of its own: PostgreSQL releases it when
         // that connection ends, including when the holding process dies.

@@ -91,6 +91,68 @@ CREATE TABLE rm_system_config (
     updated_at TEXT
 );
 )sql"},
+        {3, "shadow tables a zero-downtime rebuild writes before it swaps them in", R"sql(
+CREATE TABLE rm_partners_rebuild (
+    partner_id TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    tier       TEXT NOT NULL,
+    region     TEXT NOT NULL
+);
+CREATE TABLE rm_warehouses_rebuild (
+    warehouse_id TEXT PRIMARY KEY,
+    sla_hours    TEXT NOT NULL
+);
+CREATE TABLE rm_pricing_rebuild (
+    tier               TEXT    NOT NULL,
+    sku                TEXT    NOT NULL,
+    name               TEXT    NOT NULL,
+    base_price         BIGINT  NOT NULL,
+    unit_price         BIGINT  NOT NULL,
+    discount_bps       INTEGER NOT NULL,
+    loyalty_multiplier TEXT    NOT NULL,
+    PRIMARY KEY (tier, sku)
+);
+CREATE TABLE rm_credit_rebuild (
+    partner_id        TEXT   PRIMARY KEY,
+    credit_limit      BIGINT NOT NULL,
+    erp_debt          BIGINT NOT NULL,
+    open_orders_total BIGINT NOT NULL,
+    available_credit  BIGINT NOT NULL,
+    debt_synced_at    TEXT
+);
+CREATE TABLE rm_stock_rebuild (
+    sku          TEXT   NOT NULL,
+    warehouse_id TEXT   NOT NULL,
+    on_hand      BIGINT NOT NULL,
+    reserved     BIGINT NOT NULL,
+    buffer_qty   BIGINT NOT NULL,
+    available    BIGINT NOT NULL,
+    as_of        TEXT,
+    PRIMARY KEY (sku, warehouse_id)
+);
+CREATE TABLE rm_orders_rebuild (
+    order_id        TEXT   PRIMARY KEY,
+    partner_id      TEXT   NOT NULL,
+    status          TEXT   NOT NULL,
+    tier            TEXT   NOT NULL,
+    lines           TEXT   NOT NULL,
+    subtotal        BIGINT NOT NULL,
+    loyalty_points  BIGINT NOT NULL,
+    warehouse       TEXT,
+    placed_at       TEXT   NOT NULL,
+    placed_by       TEXT   NOT NULL,
+    on_behalf_of    TEXT,
+    erp_order_ref   TEXT,
+    placed_position BIGINT NOT NULL
+);
+CREATE TABLE rm_system_config_rebuild (
+    key        TEXT   PRIMARY KEY,
+    value      TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    updated_by TEXT,
+    updated_at TEXT
+);
+)sql"},
     };
     return all;
 }

@@ -293,6 +293,41 @@ class SqliteEventStore final : public EventStore {
         return tx.query(sql, params);
     }
 
+    void with_checkpoints_locked(const std::vector<std::string>& projections,
+                                 const LockedCheckpoints& apply) override {
+        // BEGIN IMMEDIATE takes the database's write lock: no projector commits meanwhile.
+        std::lock_guard write(write_mutex_);
+        projector_.exec("BEGIN IMMEDIATE");
+        try {
+            std::vector<std::int64_t> positions;
+            for (const auto& name : projections) {
+                StatementUse query(
+                    projector_.cached("SELECT position FROM oe_checkpoints WHERE projection = ?1"));
+                query->bind(1, name);
+                positions.push_back(query->step() ? query->column_int64(0) : 0);
+            }
+            SqliteTx tx(projector_);
+            const auto next = apply(positions, tx);
+            OE_INVARIANT(next.size() == positions.size(), "one position per projection");
+            const std::int64_t now = now_us();
+            for (std::size_t i = 0; i < projections.size(); ++i) {
+                OE_INVARIANT(next[i] >= positions[i], "a projection checkpoint never moves back");
+                StatementUse upsert(projector_.cached(
+                    "INSERT INTO oe_checkpoints (projection, position, updated_at_us) "
+                    "VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE SET "
+                    "position = excluded.position, updated_at_us = excluded.updated_at_us"));
+                upsert->bind(1, projections[i]);
+                upsert->bind(2, next[i]);
+                upsert->bind(3, now);
+                upsert->step();
+            }
+            projector_.exec("COMMIT");
+        } catch (...) {
+            rollback(projector_);
+            throw;
+        }
+    }
+
     std::unique_ptr<Lease> try_lease(std::string_view name) override {
         // An exclusive flock on a file beside the database: the kernel releases it when the
         // holder's process dies, however it dies.

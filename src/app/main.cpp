@@ -1,5 +1,6 @@
 // orderengine: the composition root. Reads like the list of the parts that run.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -11,10 +12,12 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <oe/app/config_service.hpp>
 #include <oe/app/demo.hpp>
 #include <oe/app/erp_worker.hpp>
+#include <oe/app/finance.hpp>
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
@@ -27,6 +30,7 @@
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
+#include <oe/projections/rebuild.hpp>
 #include <oe/projections/runner.hpp>
 
 namespace {
@@ -44,6 +48,12 @@ constexpr const char* usage =
     "  migrate                           apply pending schema migrations and exit\n"
     "  token --role R [--partner P] [--partners P1,P2] [--sub S] [--ttl-s N]\n"
     "                                    mint a JWT for local use (AUTH_JWT_SECRET)\n"
+    "  audit order <id>                  an order's history and its price, points and credit\n"
+    "                                    re-derived as of its position (exit 1: inconsistent)\n"
+    "  replay --as-of <ISO8601|position> [--model credit|stock|pricing|orders]\n"
+    "         [--format json|csv]        a read model as it stood then, from the log alone\n"
+    "  rebuild <projection|--all>        rebuild read models into shadow tables from the log\n"
+    "                                    and swap them in (safe while serve runs)\n"
     "  fake-erp --port P [--fail-rate F] [--latency-ms L] [--down] [--seed FILE]\n"
     "                                    run the simulated legacy ERP (wire format in\n"
     "                                    docs/erp-wire-format.md, control under /_sim)\n"
@@ -100,6 +110,18 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/admin/config/")) {
         return path.ends_with("/history") ? "/api/admin/config/{key}/history"
                                           : "/api/admin/config/{key}";
+    }
+    if (path.starts_with("/api/finance/orders/")) {
+        return "/api/finance/orders/{id}/audit";
+    }
+    if (path == "/api/finance/replay") {
+        return std::string(path);
+    }
+    if (path.starts_with("/api/admin/projections/")) {
+        return "/api/admin/projections/{name}/rebuild";
+    }
+    if (path == "/api/admin/projections") {
+        return std::string(path);
     }
     if (path.starts_with("/api/admin/erp/dead-letters/")) {
         return "/api/admin/erp/dead-letters/{id}/retry";
@@ -346,6 +368,110 @@ void seed_from_log(oe::erp::FakeErp& erp, oe::commands::CommandService& commands
     });
 }
 
+int run_rebuild(const std::vector<std::string>& args) {
+    if (args.size() != 1) {
+        std::cerr << "orderengine rebuild: name one projection or --all ("
+                  << fmt::format("{}", fmt::join(oe::projections::projection_names(), ", "))
+                  << ")\n";
+        return exit_usage;
+    }
+    std::vector<std::string> names;
+    if (args[0] != "--all") {
+        const auto known = oe::projections::projection_names();
+        if (std::find(known.begin(), known.end(), args[0]) == known.end()) {
+            std::cerr << "orderengine rebuild: unknown projection '" << args[0]
+                      << "' (known: " << fmt::format("{}", fmt::join(known, ", "))
+                      << ", or --all)\n";
+            return exit_usage;
+        }
+        names.push_back(args[0]);
+    }
+    const std::string url = env_or("DATABASE_URL", default_database_url);
+    auto store = oe::app::open_store(url);
+    const auto lease = store->try_lease("rebuild");
+    if (!lease) {
+        std::cerr << "orderengine rebuild: a rebuild is already running against this database\n";
+        return 1;
+    }
+    const auto done = oe::projections::rebuild(*store, names, [](const auto& s) {
+        std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n", s.state,
+                                 s.position, s.target, s.events_per_s, s.eta_ms);
+    });
+    bool identical = true;
+    for (const auto& c : done.checksums) {
+        std::cout << fmt::format("{:<18} {:>9} rows  live {}  rebuilt {}{}\n", c.projection, c.rows,
+                                 c.live, c.rebuilt,
+                                 c.live == c.rebuilt ? "  identical" : "  CHANGED");
+        identical = identical && c.live == c.rebuilt;
+    }
+    std::cout << fmt::format(
+        "swapped in at position {} in {} ms{}\n", done.swapped_at,
+        (done.finished_at_us - done.started_at_us) / 1000,
+        identical ? "" : " (the rebuilt tables differ from what they replaced)");
+    return 0;
+}
+
+int run_audit(const std::vector<std::string>& args) {
+    if (args.size() != 2 || args[0] != "order") {
+        std::cerr << "orderengine audit: usage: orderengine audit order <id>\n";
+        return exit_usage;
+    }
+    auto store = oe::app::open_store(env_or("DATABASE_URL", default_database_url));
+    auto report = oe::app::audit_order(*store, args[1]);
+    if (!report.ok()) {
+        std::cerr << "orderengine audit: " << report.error().message << "\n";
+        return exit_usage;
+    }
+    std::cout << oe::app::to_json(report.value()) << "\n";
+    return report.value().consistent ? 0 : 1;
+}
+
+int run_replay(const std::vector<std::string>& args) {
+    std::optional<std::string> as_of_text;
+    std::string model_text = "credit";
+    std::string format_text = "json";
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const bool has_value = i + 1 < args.size();
+        if (args[i] == "--as-of" && has_value) {
+            as_of_text = args[++i];
+        } else if (args[i] == "--model" && has_value) {
+            model_text = args[++i];
+        } else if (args[i] == "--format" && has_value) {
+            format_text = args[++i];
+        } else {
+            std::cerr << "orderengine replay: unknown option '" << args[i]
+                      << "' (usage: replay --as-of T [--model M] [--format csv|json])\n";
+            return exit_usage;
+        }
+    }
+    if (!as_of_text) {
+        std::cerr << "orderengine replay: --as-of is required (an ISO 8601 UTC instant or a "
+                     "global position)\n";
+        return exit_usage;
+    }
+    const auto as_of = oe::app::parse_as_of(*as_of_text);
+    const auto model = oe::app::parse_replay_model(model_text);
+    const auto format = oe::app::parse_replay_format(format_text);
+    for (const oe::app::FinanceError* error :
+         {as_of.ok() ? nullptr : &as_of.error(), model.ok() ? nullptr : &model.error(),
+          format.ok() ? nullptr : &format.error()}) {
+        if (error != nullptr) {
+            std::cerr << "orderengine replay: " << error->message << "\n";
+            return exit_usage;
+        }
+    }
+    auto store = oe::app::open_store(env_or("DATABASE_URL", default_database_url));
+    const auto table = oe::app::replay(*store, as_of.value(), model.value(), oe::now_us());
+    if (!table.ok()) {
+        std::cerr << "orderengine replay: " << table.error().message << "\n";
+        return exit_usage;
+    }
+    std::cout << (format.value() == oe::app::ReplayFormat::csv
+                      ? oe::app::to_csv(table.value())
+                      : oe::app::to_json(table.value()) + "\n");
+    return 0;
+}
+
 int run_migrate(const std::vector<std::string>& args) {
     if (!args.empty()) {
         std::cerr << "orderengine migrate: unexpected argument '" << args.front() << "'\n";
@@ -458,7 +584,9 @@ int run_serve(const std::vector<std::string>& args) {
         erp_options);
     erp_worker.start();
 
-    oe::http::Api api({*store, commands, config, metrics, *jwt_secret, &erp_worker});
+    oe::projections::RebuildJobs rebuilds(*store);
+    oe::http::Api api(
+        {*store, commands, config, metrics, *jwt_secret, &erp_worker, &projections, &rebuilds});
     for (const auto& [name, position] : projections.checkpoints()) {
         metrics.gauge_callback(
             "projection_lag_events", "Committed events a projection has not applied yet",
@@ -522,6 +650,7 @@ int run_serve(const std::vector<std::string>& args) {
     if (simulated_erp) {
         simulated_erp->stop();  // Answers what it holds at once, so the worker stops promptly.
     }
+    rebuilds.stop();     // A rebuild not swapped in yet is dropped; the live tables stay.
     erp_worker.stop();   // A delivery in flight finishes first; its checkpoint is committed.
     projections.stop();  // Commits the batch in progress; checkpoints are durable after this.
     oe::commands::observe_routing_latency(nullptr);
@@ -555,6 +684,15 @@ int main(int argc, char** argv) {
         }
         if (command == "fake-erp") {
             return run_fake_erp(args);
+        }
+        if (command == "rebuild") {
+            return run_rebuild(args);
+        }
+        if (command == "audit") {
+            return run_audit(args);
+        }
+        if (command == "replay") {
+            return run_replay(args);
         }
         std::cerr << "orderengine: unknown command '" << command << "' (see orderengine --help)\n";
         return exit_usage;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <openssl/evp.h>
 
 #include <mutex>
@@ -18,6 +19,7 @@
 
 #include <oe/app/config_service.hpp>
 #include <oe/app/erp_worker.hpp>
+#include <oe/app/finance.hpp>
 #include <oe/auth/identity.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
@@ -32,6 +34,8 @@
 #include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/model/config_keys.hpp>
+#include <oe/projections/rebuild.hpp>
+#include <oe/projections/runner.hpp>
 
 namespace oe::http {
 
@@ -1238,42 +1242,239 @@ struct Api::Impl {
         if (deps.erp == nullptr) {
             return fail(503, "unavailable", "the ERP worker is not running");
         }
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent_action(
+            idem.value(), metadata_of(who, idem.value(), request), [&]() -> Response {
+                app::ErpSyncResult result;
+                try {
+                    result = deps.erp->sync_now(request.trace_id);
+                } catch (const erp::ErpFailure& e) {
+                    // Nothing was recorded: a retry with the same key runs the sync again.
+                    return error_response(
+                        503, "erp_unavailable",
+                        fmt::format("the ERP could not be asked; the last synced stock and debt "
+                                    "keep serving ({})",
+                                    e.what()));
+                }
+                return json_response(200, fmt::format(R"({{"stock_changed":{},"debt_changed":{}}})",
+                                                      result.stock_changed ? "true" : "false",
+                                                      result.debt_changed ? "true" : "false"));
+            });
+    }
+
+    /// Runs an action that is not a command under an Idempotency-Key: replays a stored answer,
+    /// refuses a key in flight, otherwise runs it and stores a storable answer after it (the
+    /// action's own effects are idempotent, so a crash between the two is harmless).
+    Step<Response> idempotent_action(const Idempotency& idem, const EventMetadata& metadata,
+                                     const std::function<Response()>& action) {
         {
             std::lock_guard lock(in_flight_mutex);
-            if (!in_flight.insert(idem.value().stream_id).second) {
+            if (!in_flight.insert(idem.stream_id).second) {
                 return fail(409, "idempotency_key_in_flight",
                             "a request with this Idempotency-Key is still being processed");
             }
         }
-        InFlight guard{*this, idem.value().stream_id};
-        if (auto stored = replay(idem.value())) {
+        InFlight guard{*this, idem.stream_id};
+        if (auto stored = replay(idem)) {
             return std::move(*stored);
         }
-        app::ErpSyncResult result;
-        try {
-            result = deps.erp->sync_now(request.trace_id);
-        } catch (const erp::ErpFailure& e) {
-            // Nothing was recorded: a retry with the same key runs the sync again.
-            return fail(503, "erp_unavailable",
-                        fmt::format("the ERP could not be asked; the last synced stock and debt "
-                                    "keep serving ({})",
-                                    e.what()));
-        }
-        auto response =
-            json_response(200, fmt::format(R"({{"stock_changed":{},"debt_changed":{}}})",
-                                           result.stock_changed ? "true" : "false",
-                                           result.debt_changed ? "true" : "false"));
-        const auth::ActingFor who{{}, p.subject, {}};
-        // The sync's own events are already committed (they are idempotent: a repeat records
-        // only what changed since); the stored answer follows them.
-        auto stored = deps.store.append(
-            {record(idem.value(), response, metadata_of(who, idem.value(), request))});
-        if (!stored.ok()) {
-            if (auto replayed = replay(idem.value())) {
-                return std::move(*replayed);
+        auto response = action();
+        if (storable(response.status)) {
+            auto stored = deps.store.append({record(idem, response, metadata)});
+            if (!stored.ok()) {
+                if (auto replayed = replay(idem)) {
+                    return std::move(*replayed);  // Another instance answered this key first.
+                }
             }
         }
         return response;
+    }
+
+    // ---- Finance: audit and point-in-time replay (SPEC §6, issue 6).
+
+    static Failure finance_failure(const app::FinanceError& e) {
+        return fail(e.http_status, e.code, e.message);
+    }
+
+    Step<Response> finance_audit(const auth::Principal& p, std::string_view order_id) const {
+        if (auto denied = require(p, auth::Permission::audit_orders)) {
+            return *denied;
+        }
+        auto report = app::audit_order(deps.store, order_id);
+        if (!report.ok()) {
+            return finance_failure(report.error());
+        }
+        return json_response(200, app::to_json(report.value()));
+    }
+
+    Step<Response> finance_replay(const auth::Principal& p, const Request& request) const {
+        if (auto denied = require(p, auth::Permission::replay)) {
+            return *denied;
+        }
+        std::optional<std::string> as_of_text;
+        std::string model_text = "credit";
+        std::optional<std::string> format_text;
+        for (const auto& [key, value] : query_of(request.target)) {
+            if (key == "as_of") {
+                as_of_text = value;
+            } else if (key == "model") {
+                model_text = value;
+            } else if (key == "format") {
+                format_text = value;
+            } else {
+                return fail(400, "invalid_request",
+                            fmt::format("unknown parameter '{}' (as_of, model, format)",
+                                        key.substr(0, 64)));
+            }
+        }
+        if (!as_of_text) {
+            return fail(400, "invalid_request",
+                        "as_of is required: an ISO 8601 UTC instant or a global position");
+        }
+        auto as_of = app::parse_as_of(*as_of_text);
+        if (!as_of.ok()) {
+            return finance_failure(as_of.error());
+        }
+        auto model = app::parse_replay_model(model_text);
+        if (!model.ok()) {
+            return finance_failure(model.error());
+        }
+        auto format = app::ReplayFormat::json;
+        const auto accept = request.header("Accept");
+        if (accept && accept->find("text/csv") != std::string_view::npos) {
+            format = app::ReplayFormat::csv;
+        }
+        if (format_text) {
+            auto parsed = app::parse_replay_format(*format_text);
+            if (!parsed.ok()) {
+                return finance_failure(parsed.error());
+            }
+            format = parsed.value();
+        }
+        auto table = app::replay(deps.store, as_of.value(), model.value(), now_us());
+        if (!table.ok()) {
+            return finance_failure(table.error());
+        }
+        if (format == app::ReplayFormat::json) {
+            return json_response(200, app::to_json(table.value()));
+        }
+        Response r;
+        r.status = 200;
+        r.content_type = "text/csv; charset=utf-8";
+        r.body = app::to_csv(table.value());
+        r.headers.emplace_back(
+            "Content-Disposition",
+            fmt::format("attachment; filename=\"{}-at-{}.csv\"", app::to_string(model.value()),
+                        table.value().as_of_position));
+        return r;
+    }
+
+    // ---- Projections and their rebuild (SPEC §6, issue 6).
+
+    static std::string rebuild_json(const projections::RebuildStatus& s) {
+        std::string out = R"({"job_id":)";
+        append_json_string(out, s.job_id);
+        out += R"(,"projections":[)";
+        for (std::size_t i = 0; i < s.projections.size(); ++i) {
+            if (i > 0) {
+                out += ",";
+            }
+            append_json_string(out, s.projections[i]);
+        }
+        out +=
+            fmt::format(R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},)"
+                        R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
+                        s.state, s.position, s.target, s.events_per_s, s.eta_ms,
+                        format_iso8601_us(s.started_at_us),
+                        s.finished_at_us == 0 ? std::string("null")
+                                              : "\"" + format_iso8601_us(s.finished_at_us) + "\"",
+                        s.swapped_at == 0 ? std::string("null") : std::to_string(s.swapped_at));
+        for (std::size_t i = 0; i < s.checksums.size(); ++i) {
+            const auto& c = s.checksums[i];
+            out +=
+                fmt::format(R"({}{{"table":"{}","live":"{}","live_at":{},"rebuilt":"{}","rows":{},)"
+                            R"("identical":{}}})",
+                            i == 0 ? "" : ",", c.projection, c.live, c.live_at, c.rebuilt, c.rows,
+                            c.live == c.rebuilt ? "true" : "false");
+        }
+        out += R"(],"error":)";
+        if (s.error.empty()) {
+            out += "null";
+        } else {
+            append_json_string(out, s.error);
+        }
+        out += "}";
+        return out;
+    }
+
+    Step<Response> projections_status(const auth::Principal& p) const {
+        if (auto denied = require(p, auth::Permission::manage_projections)) {
+            return *denied;
+        }
+        if (deps.projections == nullptr) {
+            return fail(503, "unavailable", "the projector is not running");
+        }
+        const auto head = deps.store.head_position();
+        const auto checkpoints = deps.projections->checkpoints();
+        std::string body = fmt::format(R"({{"head":{},"projections":[)", head);
+        bool first = true;
+        for (const auto& name : projections::projection_names()) {
+            const auto found = checkpoints.find(name);
+            const auto position = found == checkpoints.end() ? 0 : found->second;
+            body += fmt::format(R"({}{{"name":"{}","checkpoint":{},"lag_events":{}}})",
+                                first ? "" : ",", name, position,
+                                std::max<std::int64_t>(0, head - position));
+            first = false;
+        }
+        body += R"(],"rebuild":)";
+        const auto latest = deps.rebuilds != nullptr ? deps.rebuilds->latest() : std::nullopt;
+        body += latest ? rebuild_json(*latest) : std::string("null");
+        body += "}";
+        return json_response(200, std::move(body));
+    }
+
+    Step<Response> rebuild_projection(const auth::Principal& p, std::string_view name,
+                                      const Request& request) {
+        if (auto denied = require(p, auth::Permission::manage_projections)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (auto bad = bodyless(request)) {
+            return *bad;
+        }
+        const auto known = projections::projection_names();
+        std::vector<std::string> names;
+        if (name != "all") {
+            if (std::find(known.begin(), known.end(), name) == known.end()) {
+                return fail(404, "not_found",
+                            fmt::format("no projection '{}' (known: {}, or all)",
+                                        name.substr(0, 64), fmt::join(known, ", ")));
+            }
+            names.emplace_back(name);
+        }
+        if (deps.rebuilds == nullptr) {
+            return fail(503, "unavailable", "rebuilds are not available in this process");
+        }
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent_action(
+            idem.value(), metadata_of(who, idem.value(), request), [&]() -> Response {
+                projections::RebuildStatus running;
+                const auto started = deps.rebuilds->start(names, &running);
+                if (!started) {
+                    std::string body = R"({"error":{"code":"rebuild_running","message":)";
+                    append_json_string(body, running.error.empty()
+                                                 ? "a rebuild is running; wait for it to finish"
+                                                 : running.error);
+                    body += "},\"job\":" + rebuild_json(running) + "}";
+                    return json_response(409, std::move(body));
+                }
+                log(LogLevel::info, "rebuild started",
+                    {{"trace_id", request.trace_id}, {"job_id", started->job_id}});
+                return json_response(202, rebuild_json(*started));
+            });
     }
 
     Step<Response> route(const Request& request) {
@@ -1311,6 +1512,22 @@ struct Api::Impl {
         }
         if (get && parts.size() == 2 && parts[1] == "events") {
             return event_feed(p, request);
+        }
+        if (get && parts.size() == 5 && parts[1] == "finance" && parts[2] == "orders" &&
+            parts[4] == "audit") {
+            return finance_audit(p, parts[3]);
+        }
+        if (get && parts.size() == 3 && parts[1] == "finance" && parts[2] == "replay") {
+            return finance_replay(p, request);
+        }
+        if (parts.size() >= 3 && parts[1] == "admin" && parts[2] == "projections") {
+            if (get && parts.size() == 3) {
+                return projections_status(p);
+            }
+            if (post && parts.size() == 5 && parts[4] == "rebuild") {
+                return rebuild_projection(p, parts[3], request);
+            }
+            return not_found();
         }
         if (parts.size() >= 3 && parts[1] == "admin" && parts[2] == "erp") {
             if (get && parts.size() == 3) {

@@ -13,6 +13,14 @@ namespace oe::model {
 
 namespace {
 
+std::string actor_of(const RecordedEvent& r) {
+    try {
+        return EventMetadata::from_json(r.metadata).actor;
+    } catch (const std::invalid_argument&) {
+        return {};  // Unreadable metadata shows as an unknown author, not an outage.
+    }
+}
+
 bool is_foreign(const events::DecodeError& error) {
     // Events of types outside the published language are not ours to fold.
     return error.message.starts_with("unknown event type");
@@ -33,6 +41,7 @@ void CommerceState::clear() {
     stock_.clear();
     config_.clear();
     config_versions_.clear();
+    config_changes_.clear();
     config_position_ = 0;
     erp_dead_letters_.clear();
     for (const auto& spec : config_keys()) {
@@ -127,6 +136,7 @@ void CommerceState::on(const events::TierConfigChanged& e, const RecordedEvent& 
             config_[key] = value;
             ++config_versions_[key];
         }
+        config_changes_[key] = ConfigChange{actor_of(r), e.changed_at_us};
     }
     config_position_ = r.global_position;
 }
@@ -139,6 +149,7 @@ void CommerceState::on(const events::SystemConfigChanged& e, const RecordedEvent
     }
     config_[e.key] = *number;
     ++config_versions_[e.key];
+    config_changes_[e.key] = ConfigChange{actor_of(r), e.changed_at_us};
     config_position_ = r.global_position;
 }
 
@@ -149,6 +160,7 @@ void CommerceState::on(const events::SystemConfigReset& e, const RecordedEvent& 
     }
     config_[e.key] = spec->default_value;
     ++config_versions_[e.key];
+    config_changes_[e.key] = ConfigChange{actor_of(r), e.changed_at_us};
     config_position_ = r.global_position;
 }
 
@@ -191,6 +203,7 @@ void CommerceState::on(const events::OrderPlaced& e, const RecordedEvent& r) {
     order.status = events::OrderStatus::placed;
     order.subtotal_idr = e.subtotal_idr;
     order.version = r.stream_version;
+    order.placed_position = r.global_position;
     order.lines.clear();
     for (const auto& line : e.lines) {
         order.lines.push_back({line.sku, line.qty});
@@ -289,6 +302,11 @@ void CommerceState::on(const events::ErpDeliveryRetryRequested& e, const Recorde
 
 void CommerceState::on(const events::ErpDeliveryResolved& e, const RecordedEvent&) {
     erp_dead_letters_.erase(e.dead_letter_id);
+}
+
+const ConfigChange* CommerceState::config_change(std::string_view key) const {
+    const auto found = config_changes_.find(key);
+    return found == config_changes_.end() ? nullptr : &found->second;
 }
 
 std::vector<std::string> CommerceState::partner_ids() const {

@@ -136,8 +136,13 @@ if start_server "$db" && [[ $(cat "$work/health") == '{"status":"ok"}' ]]; then
     else
         not_ok "metrics: $(head -c 600 "$work/metrics.txt")"
     fi
-    if promtool_out=$(promtool check metrics <"$work/metrics.txt" 2>&1); then
-        ok "promtool check metrics finds nothing"
+    # SPEC §8 keeps the seed's names verbatim (lead_routing_latency_ms) even where the naming
+    # lint prefers base units; that one finding is expected, anything else fails.
+    promtool_out=$(promtool check metrics <"$work/metrics.txt" 2>&1 |
+        grep -v '^lead_routing_latency_ms metric names should not contain abbreviated units$' || true)
+    if [[ -z "$promtool_out" ]] && grep -q '^# TYPE lead_routing_latency_ms histogram' "$work/metrics.txt" &&
+        grep -q '^# TYPE erp_circuit_state gauge' "$work/metrics.txt"; then
+        ok "promtool check metrics finds nothing but the SPEC's verbatim lead_routing_latency_ms"
     else
         not_ok "promtool check metrics: $promtool_out"
     fi

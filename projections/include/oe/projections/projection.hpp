@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -30,10 +31,19 @@ class Projection {
 
     /// Forgets what was noted (the transaction that would have written it failed).
     virtual void discard() = 0;
+
+    /// The tables it writes, by their live names ("rm_pricing", …).
+    [[nodiscard]] virtual std::vector<std::string> tables() const = 0;
+
+    /// Writes every row `state` implies into its (empty) tables, in bulk: what a rebuild does
+    /// instead of replaying flushes. Must give exactly the rows observe/flush would have.
+    virtual void write_all(SqlTx& tx, const model::CommerceState& state) = 0;
 };
 
 /// The read models of SPEC §1: partners (directory), pricing, credit, stock, orders and
-/// system_config, in that order.
-[[nodiscard]] std::vector<std::unique_ptr<Projection>> make_read_models();
+/// system_config, in that order. `table_suffix` names the tables they write: "" for the live
+/// read models, "_rebuild" for the shadow tables of a rebuild.
+[[nodiscard]] std::vector<std::unique_ptr<Projection>> make_read_models(
+    std::string_view table_suffix = "");
 
 }  // namespace oe::projections

@@ -19,6 +19,10 @@ namespace app {
 class ConfigService;
 class ErpWorker;
 }  // namespace app
+namespace projections {
+class ProjectionRunner;
+class RebuildJobs;
+}  // namespace projections
 }  // namespace oe
 
 namespace oe::http {
@@ -31,6 +35,8 @@ struct ApiDependencies {
     metrics::Registry& metrics;
     std::string jwt_secret;         // AUTH_JWT_SECRET.
     app::ErpWorker* erp = nullptr;  // The ERP admin routes answer 503 without one.
+    projections::ProjectionRunner* projections = nullptr;  // For GET /api/admin/projections.
+    projections::RebuildJobs* rebuilds = nullptr;          // For the rebuild routes.
 };
 
 /// The JSON API of SPEC §6 behind one handler: authentication (HS256 bearer tokens), roles,

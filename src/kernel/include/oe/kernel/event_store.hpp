@@ -160,6 +160,15 @@ class EventStore {
     virtual void commit_projections(const std::vector<CheckpointMove>& moves,
                                     const std::function<void(SqlTx&)>& apply) = 0;
 
+    /// Locks the named projections' checkpoints (their projectors' commits wait, in this
+    /// process or another), passes their positions to `apply`, and sets each to the position
+    /// `apply` returns for it (never lower), in one transaction with what `apply` writes.
+    /// For work that must not race a projector: a rebuild's swap. Throws StoreError.
+    using LockedCheckpoints = std::function<std::vector<std::int64_t>(
+        const std::vector<std::int64_t>& positions, SqlTx& tx)>;
+    virtual void with_checkpoints_locked(const std::vector<std::string>& projections,
+                                         const LockedCheckpoints& apply) = 0;
+
     /// Reads read models: one portable SELECT ($1, $2, … placeholders), outside any write
     /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
     [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,

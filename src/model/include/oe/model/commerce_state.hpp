@@ -53,7 +53,14 @@ struct OrderState {
     std::int64_t subtotal_idr = 0;
     std::string warehouse_id;  // Empty until routed.
     std::vector<OrderLine> lines;
-    std::int64_t version = 0;  // Of the order's stream.
+    std::int64_t version = 0;          // Of the order's stream.
+    std::int64_t placed_position = 0;  // Global position of its OrderPlaced.
+};
+
+/// Who last changed a config key, and when (the event's changed_at).
+struct ConfigChange {
+    std::string actor;
+    std::int64_t at_us = 0;
 };
 
 /// Stock of one SKU in one warehouse.
@@ -86,6 +93,10 @@ class CommerceState final : public DecisionState {
     [[nodiscard]] const PartnerState* partner(std::string_view id) const;
     [[nodiscard]] const ProductState* product(std::string_view sku) const;
     [[nodiscard]] const OrderState* order(std::string_view id) const;
+    /// Every order, by id.
+    [[nodiscard]] const std::map<std::string, OrderState, std::less<>>& orders() const {
+        return orders_;
+    }
     [[nodiscard]] bool has_warehouse(std::string_view id) const;
     /// Every registered SKU, in order.
     [[nodiscard]] std::vector<std::string> product_skus() const;
@@ -95,6 +106,9 @@ class CommerceState final : public DecisionState {
     /// included, and how many changes it has had.
     [[nodiscard]] std::int64_t config(std::string_view key) const;
     [[nodiscard]] std::int64_t config_version(std::string_view key) const;
+    /// The latest change event that named `key` (a tier change names both of its keys, even
+    /// one it left as it was); nothing for a key never named.
+    [[nodiscard]] const ConfigChange* config_change(std::string_view key) const;
     /// Global position of the latest config change (0: defaults only).
     [[nodiscard]] std::int64_t config_position() const { return config_position_; }
     [[nodiscard]] pricing::TierTerms terms(events::Tier tier) const;
@@ -156,6 +170,7 @@ class CommerceState final : public DecisionState {
     std::map<std::pair<std::string, std::string>, StockRow> stock_;
     std::map<std::string, std::int64_t, std::less<>> config_;           // Current values.
     std::map<std::string, std::int64_t, std::less<>> config_versions_;  // Changes per key.
+    std::map<std::string, ConfigChange, std::less<>> config_changes_;
     std::int64_t config_position_ = 0;
     std::map<std::int64_t, ErpDeadLetter> erp_dead_letters_;
 };

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <oe/kernel/event_store.hpp>
+
+namespace oe::projections {
+
+/// The projection names a rebuild accepts: partners, pricing, credit, stock, orders,
+/// system_config.
+[[nodiscard]] std::vector<std::string> projection_names();
+
+/// Where a rebuild is (GET /api/admin/projections shows it).
+struct RebuildStatus {
+    std::string job_id;
+    std::vector<std::string> projections;
+    std::string state;          // "running", "swapping", "done", "failed"
+    std::int64_t position = 0;  // Events folded so far.
+    std::int64_t target = 0;    // The head when it last looked.
+    std::int64_t events_per_s = 0;
+    std::int64_t eta_ms = 0;
+    std::int64_t started_at_us = 0;
+    std::int64_t finished_at_us = 0;
+    std::int64_t swapped_at = 0;  // The position the new tables took over at.
+    struct Checksum {
+        std::string projection;
+        std::string live;     // Of the live tables just before the swap.
+        std::string rebuilt;  // Of what replaced them, at `swapped_at`.
+        std::int64_t rows = 0;
+        std::int64_t live_at = 0;  // Where the live tables were: equal to swapped_at unless
+                                   // no live projector was running (then they were behind).
+    };
+    std::vector<Checksum> checksums;
+    std::string error;
+};
+
+/// A zero-downtime rebuild (issue 6): folds the whole log into a fresh write model, writes
+/// every row of the chosen projections into their shadow tables (`rm_*_rebuild`) in bulk,
+/// catches up with what checkout wrote meanwhile, and then, in one transaction that checks the
+/// live checkpoints have not moved since it read them (so it cannot race the live projector,
+/// in this process or another), replaces the live tables' rows with the shadow's.
+/// Readers see the old rows or the new, never a mix; a crash before the swap leaves the live
+/// read models untouched and the next rebuild starts over.
+///
+/// Runs on the calling thread. Throws std::invalid_argument for an unknown projection name,
+/// StoreError on I/O failure.
+/// Setting `cancel` stops it before the swap (StoreError "cancelled"; nothing live changed).
+RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
+                      const std::function<void(const RebuildStatus&)>& progress = {},
+                      const std::atomic<bool>* cancel = nullptr);
+
+/// One rebuild at a time, in the background (POST /api/admin/projections/{name}/rebuild).
+/// Across processes the store's lease "rebuild" keeps it to one.
+class RebuildJobs {
+  public:
+    explicit RebuildJobs(EventStore& store);
+    ~RebuildJobs();
+    RebuildJobs(const RebuildJobs&) = delete;
+    RebuildJobs& operator=(const RebuildJobs&) = delete;
+
+    /// Starts a job. Nothing (and `running` set) when one is running already; throws
+    /// std::invalid_argument for an unknown name.
+    std::optional<RebuildStatus> start(const std::vector<std::string>& names,
+                                       RebuildStatus* running);
+    /// The running job, or the last one; nothing before the first.
+    [[nodiscard]] std::optional<RebuildStatus> latest() const;
+    /// Cancels the running job (the live read models stay as they are) and waits for it.
+    void stop();
+
+  private:
+    EventStore& store_;
+    mutable std::mutex mutex_;
+    std::optional<RebuildStatus> latest_;
+    bool running_ = false;
+    std::atomic<bool> cancel_{false};
+    std::thread thread_;
+};
+
+}  // namespace oe::projections

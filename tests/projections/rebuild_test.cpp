@@ -1,0 +1,257 @@
+// Zero-downtime rebuild through the real store (compiled for SQLite and PostgreSQL): a rebuild
+// of unchanged projections is identical to the live tables (checksums), it catches up with
+// orders placed while it runs, a cancelled rebuild leaves the live tables untouched and the
+// next one starts over, and one rebuild runs at a time.
+
+#include <atomic>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include <oe/app/demo.hpp>
+#include <oe/commands/command_service.hpp>
+#include <oe/kernel/time.hpp>
+#include <oe/projections/rebuild.hpp>
+#include <oe/projections/runner.hpp>
+
+#include "support/test_database.hpp"
+
+using namespace oe;
+using namespace oe::commands;
+using oe::test::TestDatabase;
+
+namespace {
+
+#if defined(OE_TEST_BACKEND_POSTGRESQL)
+constexpr auto backend = oe::test::Backend::postgresql;
+#else
+constexpr auto backend = oe::test::Backend::sqlite;
+#endif
+
+EventMetadata actor(const char* name) {
+    EventMetadata m;
+    m.actor = name;
+    return m;
+}
+
+template <typename Command>
+Outcome ok(CommandService& service, const Command& command) {
+    auto result = service.execute(command, actor("admin-7"));
+    REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+    return std::move(result).value();
+}
+
+/// Every row of every live read-model table, sorted: what "unchanged" means.
+std::vector<std::vector<SqlRow>> live_rows(EventStore& store) {
+    std::vector<std::vector<SqlRow>> all;
+    for (const char* table : {"rm_partners", "rm_warehouses", "rm_pricing", "rm_credit", "rm_stock",
+                              "rm_orders", "rm_system_config"}) {
+        auto rows = store.query(std::string("SELECT * FROM ") + table);
+        std::sort(rows.begin(), rows.end());
+        all.push_back(std::move(rows));
+    }
+    return all;
+}
+
+/// A history that touches every projection: demo data, orders of several kinds, an ERP
+/// acceptance and rejection, a cancel, a hold and its release, tier and system config changes.
+void history(CommandService& s) {
+    app::load_demo_data(s);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 6; ++i) {
+        const auto id = CommandService::new_order_id();
+        ok(s, PlaceOrder{id, i % 2 == 0 ? "P-003" : "P-004", {{"SRM-VITC-30", 3 + i}}, "n"});
+        ids.push_back(id);
+    }
+    ok(s, MarkOrderSentToErp{ids[0]});
+    ok(s, RecordErpAcceptance{ids[0], "SO-1"});
+    ok(s, MarkOrderSentToErp{ids[1]});
+    ok(s, RecordErpRejection{ids[1], "blocked"});
+    ok(s, CancelOrder{ids[2]});
+    ok(s, ChangeTierConfig{"GOLD", 1200, "1.75"});
+    ok(s, ChangeSystemConfig{"erp.max_rps", std::string("5.00")});
+    // P-007 (BRONZE, 2,500,000) cannot afford 20 serums: held, then released by finance.
+    const auto held = CommandService::new_order_id();
+    ok(s, PlaceOrder{held, "P-007", {{"SRM-VITC-30", 20}}, ""});
+    auto released = s.execute(ReleaseCreditHold{held}, actor("finance-1"));
+    REQUIRE(released.ok());
+    ok(s, RecordPartnerDebt{"P-003", 750'000, now_us()});
+}
+
+}  // namespace
+
+TEST_SUITE("rebuild") {
+    TEST_CASE("a rebuild of unchanged projections is identical to the live tables") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto before = live_rows(*store);
+
+        const auto done = projections::rebuild(*store, {});
+        CHECK(done.state == "done");
+        CHECK(done.swapped_at == store->head_position());
+        REQUIRE(done.checksums.size() == 7);
+        for (const auto& c : done.checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live == c.rebuilt);
+            CHECK(c.live_at == done.swapped_at);
+            CHECK(c.rows > 0);
+        }
+        CHECK(live_rows(*store) == before);
+        // The shadow tables are empty again, and the checkpoints did not move back.
+        CHECK(store->query("SELECT COUNT(*) FROM rm_orders_rebuild")[0][0] == "0");
+        for (const auto& [name, position] : runner.checkpoints()) {
+            CHECK(store->load_checkpoint(name) == position);
+        }
+        // The live projector carries on from where the swap left it.
+        ok(s, PlaceOrder{CommandService::new_order_id(), "P-004", {{"SRM-VITC-30", 4}}, ""});
+        CHECK(runner.catch_up() == store->head_position());
+    }
+
+    TEST_CASE("a single projection can be rebuilt; unknown names are refused") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto done = projections::rebuild(*store, {"pricing"});
+        REQUIRE(done.checksums.size() == 1);
+        CHECK(done.checksums[0].projection == "rm_pricing");
+        CHECK(done.checksums[0].rows == 96);  // 24 products x 4 tiers.
+        CHECK(done.checksums[0].live == done.checksums[0].rebuilt);
+        // GOLD at 1,200 bps: 189,000 x 0.88 = 166,320.
+        CHECK(store->query("SELECT unit_price FROM rm_pricing WHERE tier = 'GOLD' AND sku = "
+                           "'SRM-VITC-30'")[0][0] == "166320");
+        CHECK_THROWS_AS(projections::rebuild(*store, {"nope"}), std::invalid_argument);
+        CHECK_THROWS_AS(projections::rebuild(*store, {"pricing", "pricing"}),
+                        std::invalid_argument);
+    }
+
+    TEST_CASE("checkout keeps writing during a rebuild; the swap catches up with it") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.start();
+        ok(s, ChangeSystemConfig{"order.min_threshold_idr", std::int64_t{0}});
+        std::atomic<bool> stop{false};
+        std::atomic<int> placed{0};  // Decisions made (placed, held, or refused for stock).
+        std::atomic<int> accepted{0};
+        std::thread checkout([&] {
+            CommandService writer(*store);
+            while (!stop) {
+                auto r = writer.execute(
+                    PlaceOrder{CommandService::new_order_id(), "P-004", {{"MSK-SHEET-5", 1}}, ""},
+                    actor("reseller-P-004"));
+                ++placed;
+                accepted += r.ok() ? 1 : 0;
+            }
+        });
+        struct Join {
+            std::atomic<bool>& stop;
+            std::thread& thread;
+            ~Join() {
+                stop = true;
+                if (thread.joinable()) {
+                    thread.join();
+                }
+            }
+        } join{stop, checkout};
+        // Wait until checkout is under way, then rebuild everything twice while it goes on.
+        while (placed < 20) {
+            std::this_thread::yield();
+        }
+        projections::RebuildStatus first;
+        projections::RebuildStatus second;
+        int during = 0;
+        try {
+            first = projections::rebuild(*store, {});
+            during = placed;
+            second = projections::rebuild(*store, {"orders", "stock", "credit"});
+        } catch (const std::exception& e) {
+            FAIL_CHECK(std::string(e.what()));
+        }
+        stop = true;
+        checkout.join();
+        runner.stop();
+        CHECK(first.state == "done");
+        CHECK(second.state == "done");
+        CHECK(placed > during);  // Checkout was not stopped by the rebuilds.
+        CHECK(accepted > 20);
+        for (const auto& c : first.checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live_at == first.swapped_at);  // The live projector was running.
+            CHECK(c.live == c.rebuilt);
+        }
+        for (const auto& c : second.checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live_at == second.swapped_at);
+            CHECK(c.live == c.rebuilt);
+        }
+        // After everything settled, the live tables equal a fresh rebuild of the whole log.
+        projections::ProjectionRunner after(*store, projections::make_read_models());
+        after.catch_up();
+        const auto settled = live_rows(*store);
+        const auto third = projections::rebuild(*store, {});
+        for (const auto& c : third.checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live == c.rebuilt);
+        }
+        CHECK(live_rows(*store) == settled);
+    }
+
+    TEST_CASE("a rebuild stopped before the swap leaves the live tables as they were") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto before = live_rows(*store);
+        std::atomic<bool> cancel{false};
+        CHECK_THROWS_WITH_AS(projections::rebuild(
+                                 *store, {},
+                                 [&](const projections::RebuildStatus& status) {
+                                     if (status.state == "swapping") {
+                                         cancel = true;  // Shadow tables are full by now.
+                                     }
+                                 },
+                                 &cancel),
+                             "cancelled", StoreError);
+        CHECK(live_rows(*store) == before);
+        CHECK(store->query("SELECT COUNT(*) FROM rm_orders_rebuild")[0][0] != "0");
+        // The next rebuild starts over (it empties the shadow tables first).
+        const auto again = projections::rebuild(*store, {});
+        CHECK(again.state == "done");
+        CHECK(live_rows(*store) == before);
+    }
+
+    TEST_CASE("one rebuild at a time: a second request gets the running job") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::RebuildJobs jobs(*store);
+        // Another process holds the rebuild lease.
+        auto other = db.open();
+        auto lease = other->try_lease("rebuild");
+        REQUIRE(lease);
+        projections::RebuildStatus running;
+        CHECK_FALSE(jobs.start({"pricing"}, &running));
+        CHECK(running.error == "a rebuild is running in another process");
+        lease.reset();
+        const auto started = jobs.start({"pricing"}, &running);
+        REQUIRE(started);
+        CHECK(started->state == "running");
+        jobs.stop();  // Cancelled or finished: either way the live tables are whole.
+        const auto latest = jobs.latest();
+        REQUIRE(latest);
+        CHECK((latest->state == "done" || latest->state == "failed"));
+        CHECK_THROWS_AS(jobs.start({"nope"}, &running), std::invalid_argument);
+    }
+}
