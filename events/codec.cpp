@@ -98,6 +98,13 @@ class Writer {
         append_json_string(out_, to_string(value));
     }
 
+    /// Hundredths as a two-place decimal string: 175 -> "1.75".
+    void hundredths(std::string_view key, std::int32_t value) {
+        OE_INVARIANT(value >= 0, what(key, fmt::format("is {}, must be >= 0", value)));
+        append_key(key);
+        append_json_string(out_, fmt::format("{}.{:02}", value / 100, value % 100));
+    }
+
     void erp_action(std::string_view key, ErpAction value) {
         append_key(key);
         append_json_string(out_, to_string(value));
@@ -242,6 +249,29 @@ class Reader {
             return;
         }
         value = **parsed;
+    }
+
+    void hundredths(std::string_view key, std::int32_t& value) {
+        const auto* found = field(key);
+        if (found == nullptr) {
+            return;
+        }
+        if (!found->is_string() || !is_two_place_decimal(found->get_string())) {
+            fail(key, "must be a decimal string with exactly two places");
+            return;
+        }
+        const std::string_view text = found->get_string();
+        const auto dot = text.find('.');
+        std::int64_t whole = 0;
+        for (const char c : text.substr(0, dot)) {
+            whole = whole * 10 + (c - '0');
+            if (whole > std::numeric_limits<std::int32_t>::max() / 100) {
+                fail(key, "is too large");
+                return;
+            }
+        }
+        value = static_cast<std::int32_t>(whole * 100 + (text[dot + 1] - '0') * 10 +
+                                          (text[dot + 2] - '0'));
     }
 
     void erp_action(std::string_view key, ErpAction& value) {
@@ -464,7 +494,7 @@ void fields(auto& v, event_of<WarehouseRegistered> auto& e) {
 void fields(auto& v, event_of<TierConfigChanged> auto& e) {
     v.tier("tier", e.tier);
     v.integer("discount_bps", e.discount_bps, basis_points);
-    v.integer("loyalty_multiplier_hundredths", e.loyalty_multiplier_hundredths, non_negative_int32);
+    v.hundredths("loyalty_multiplier", e.loyalty_multiplier_hundredths);
     v.timestamp("changed_at", e.changed_at_us);
 }
 

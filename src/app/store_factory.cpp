@@ -1,5 +1,7 @@
 #include <oe/app/store_factory.hpp>
 
+#include <oe/events/events.hpp>
+
 #include <fmt/format.h>
 
 #include <oe/event_store_postgres/postgres_event_store.hpp>
@@ -47,6 +49,9 @@ int migrate(const std::string& url, const std::optional<std::string>& migration_
 
 std::unique_ptr<EventStore> open_store(const std::string& url,
                                        std::shared_ptr<const UpcasterRegistry> upcasters) {
+    if (!upcasters) {
+        upcasters = events::published_upcasters();  // Old event shapes are lifted on read.
+    }
     const DatabaseUrl parsed = parse_database_url(url);
     if (parsed.backend == Backend::sqlite) {
         sqlite::SqliteOptions options;

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <oe/kernel/event_store.hpp>
+
 #include <oe/events/events.hpp>
 #include <oe/kernel/invariant.hpp>
 #include <oe/kernel/json_text.hpp>
@@ -66,7 +68,7 @@ std::vector<DomainEvent> one_of_each() {
 }
 
 std::string decode_error(std::string_view type, std::string_view data) {
-    const auto result = decode(type, 1, data);
+    const auto result = decode(type, type == "TierConfigChanged" ? 2 : 1, data);
     REQUIRE_FALSE(result.ok());
     return result.error().message;
 }
@@ -83,7 +85,10 @@ TEST_SUITE("events") {
             const oe::NewEvent encoded = encode(event);
             CAPTURE(encoded.data);
             CHECK(encoded.type == type_name_of(event));
-            CHECK(encoded.schema_version == 1);
+            CHECK(
+                encoded.schema_version ==
+                std::visit([](const auto& e) { return std::decay_t<decltype(e)>::schema_version; },
+                           event));
             CHECK(encoded.metadata == oe::EventMetadata{});
             CHECK(oe::is_json_object(encoded.data));
             CHECK(encoded.data == to_json(event));
@@ -96,6 +101,33 @@ TEST_SUITE("events") {
             CAPTURE(i);
             CHECK(seen[i]);
         }
+    }
+
+    TEST_CASE("upcast: TierConfigChanged v1 (integer hundredths) reads as v2 (decimal string)") {
+        oe::RecordedEvent old;
+        old.global_position = 7;
+        old.type = "TierConfigChanged";
+        old.schema_version = 1;
+        old.data = R"({"tier":"GOLD","discount_bps":1200,"loyalty_multiplier_hundredths":175,)"
+                   R"("changed_at":"2026-11-26T10:00:00.000000Z"})";
+        CHECK_FALSE(decode(old).ok());  // Never read as the current shape without the upcaster.
+        oe::events::published_upcasters()->upcast(old);
+        CHECK(old.schema_version == 2);
+        const auto decoded = decode(old);
+        REQUIRE(decoded.ok());
+        const auto& e = std::get<TierConfigChanged>(decoded.value());
+        CHECK(e.discount_bps == 1200);
+        CHECK(e.loyalty_multiplier_hundredths == 175);
+        CHECK(to_json(e) == R"({"tier":"GOLD","discount_bps":1200,"loyalty_multiplier":"1.75",)"
+                            R"("changed_at":"2026-11-26T10:00:00.000000Z"})");
+        oe::RecordedEvent broken = old;
+        broken.schema_version = 1;
+        broken.data = R"({"tier":"GOLD","discount_bps":1200,"loyalty_multiplier_hundredths":-1})";
+        CHECK_THROWS_AS(oe::events::published_upcasters()->upcast(broken), oe::CorruptEvent);
+        CHECK(decode_error("TierConfigChanged",
+                           R"({"tier":"GOLD","discount_bps":1,"loyalty_multiplier":"1.5"})") ==
+              "TierConfigChanged: field 'loyalty_multiplier' must be a decimal string with "
+              "exactly two places");
     }
 
     TEST_CASE("codec: decode(RecordedEvent) reads type, version and data from the envelope") {
@@ -248,7 +280,7 @@ TEST_SUITE("events") {
         CHECK(decode_error("WarehouseRegistered", R"({"warehouse_id":"W","sla_hours":[24]})") ==
               "WarehouseRegistered: field 'sla_hours' must be an object of region -> hours");
         CHECK(decode_error("TierConfigChanged", R"({"tier":"GOLD","discount_bps":10001,)"
-                                                R"("loyalty_multiplier_hundredths":100})") ==
+                                                R"("loyalty_multiplier":"1.00"})") ==
               "TierConfigChanged: field 'discount_bps' must be within 0..10000 (got 10001)");
         CHECK(decode_error("SystemConfigChanged", R"({"key":"erp.max_rps","value":"2.5"})") ==
               "SystemConfigChanged: field 'value' must be a decimal string with exactly two "

@@ -10,9 +10,12 @@
 namespace oe::events {
 
 /// A tier's discount and loyalty multiplier changed (ChangeTierConfig, SPEC §5).
+/// Version 2 stores the multiplier as the two-place decimal string every config value uses
+/// ("loyalty_multiplier":"1.75"); version 1 stored an integer ("loyalty_multiplier_hundredths":
+/// 175) and is upcast on read (published_upcasters()).
 struct TierConfigChanged {
     static constexpr std::string_view type_name = "TierConfigChanged";
-    static constexpr std::uint16_t schema_version = 1;
+    static constexpr std::uint16_t schema_version = 2;
 
     Tier tier = Tier::bronze;
     std::int32_t discount_bps = 0;                   // 0..10000.

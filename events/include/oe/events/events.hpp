@@ -5,8 +5,11 @@
 #include <string_view>
 #include <variant>
 
+#include <memory>
+
 #include <oe/kernel/event.hpp>
 #include <oe/kernel/result.hpp>
+#include <oe/kernel/upcaster.hpp>
 
 #include <oe/events/catalog.hpp>
 #include <oe/events/config.hpp>
@@ -52,6 +55,10 @@ struct DecodeError {
 [[nodiscard]] oe::Result<DomainEvent, DecodeError> decode(std::string_view type,
                                                           std::uint16_t schema_version,
                                                           std::string_view data);
+
+/// Every upcaster of the published language (old event shapes lifted to the current ones on
+/// read). Stores are opened with it (app::open_store).
+[[nodiscard]] std::shared_ptr<const UpcasterRegistry> published_upcasters();
 
 /// decode(event.type, event.schema_version, event.data).
 [[nodiscard]] oe::Result<DomainEvent, DecodeError> decode(const oe::RecordedEvent& event);
