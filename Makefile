@@ -41,6 +41,7 @@ asan-build: bootstrap
 lint:
 	@scripts/check-format
 	@scripts/check-boundaries
+	@promtool check rules infra/observability/alerts.yml > /dev/null
 
 # Every test: style gates, the full suite against throwaway PostgreSQL 15 and Redis servers,
 # then the unit and conformance tests again under ASan + UBSan.
