@@ -82,6 +82,36 @@ std::vector<std::string_view> segments(std::string_view path) {
 }
 
 /// Query parameters, undecoded (every value we accept is [A-Za-z0-9_-]).
+/// Percent-decodes a query component (RFC 3986: "%3A" -> ":"). '+' stays '+' (a timestamp's
+/// offset), and a malformed escape is kept as written, so the value is then refused by its
+/// own validation rather than guessed at.
+std::string percent_decoded(std::string_view text) {
+    const auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') {
+            return c - '0';
+        }
+        if (c >= 'a' && c <= 'f') {
+            return c - 'a' + 10;
+        }
+        if (c >= 'A' && c <= 'F') {
+            return c - 'A' + 10;
+        }
+        return -1;
+    };
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+            hex(text[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(text[i]);
+        }
+    }
+    return out;
+}
+
 std::map<std::string, std::string, std::less<>> query_of(std::string_view target) {
     std::map<std::string, std::string, std::less<>> params;
     const auto q = target.find('?');
@@ -93,8 +123,8 @@ std::map<std::string, std::string, std::less<>> query_of(std::string_view target
         const auto amp = rest.find('&');
         const auto pair = rest.substr(0, amp);
         const auto eq = pair.find('=');
-        params[std::string(pair.substr(0, eq))] =
-            eq == std::string_view::npos ? std::string() : std::string(pair.substr(eq + 1));
+        params[percent_decoded(pair.substr(0, eq))] =
+            eq == std::string_view::npos ? std::string() : percent_decoded(pair.substr(eq + 1));
         rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
     }
     return params;

@@ -99,6 +99,15 @@ expect "cancel again → 409" 409 '"not_cancellable"' "${auth[@]}" -H "Idempoten
 expect "admin config write" 200 '"value":"3.00"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: cfg-1" -X PUT -d '{"value":"3.00"}' "$base/api/admin/config/erp.max_rps"
 expect "config out of range → 422" 422 '"invalid_config_value"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: cfg-2" -X PUT -d '{"value":"0.01"}' "$base/api/admin/config/erp.max_rps"
 
+finance=$("$bin" token --role finance)
+now_encoded=$(date -u +%Y-%m-%dT%H%%3A%M%%3A%SZ)  # ':' percent-encoded, as URL libraries send it.
+expect "replay with a percent-encoded as_of → 200" 200 '"model":"credit"' -H "Authorization: Bearer $finance" "$base/api/finance/replay?as_of=$now_encoded&model=credit"
+expect "replay CSV through Accept" 200 'partner_id,credit_limit' -H "Authorization: Bearer $finance" -H "Accept: text/csv" "$base/api/finance/replay?as_of=1&model=credit"
+expect "replay with an unknown model → 400" 400 '"invalid_request"' -H "Authorization: Bearer $finance" "$base/api/finance/replay?as_of=1&model=ledger"
+expect "audit of an unknown order → 404" 404 '"not_found"' -H "Authorization: Bearer $finance" "$base/api/finance/orders/O-NOPE/audit"
+expect "audit as a reseller → 403" 403 '"forbidden"' "${auth[@]}" "$base/api/finance/orders/$id/audit"
+expect "audit of a placed order is consistent" 200 '"consistent":true' -H "Authorization: Bearer $finance" "$base/api/finance/orders/$id/audit"
+
 # Protocol abuse on raw sockets: both Content-Length and Transfer-Encoding, and a client that
 # never finishes its headers. The server answers the first with 400 and keeps serving.
 clte=$(python3 - "$port" <<'PY'
