@@ -22,15 +22,16 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t read_batch = 10'000;
 constexpr std::string_view shadow_suffix = "_rebuild";
 constexpr std::chrono::seconds live_wait{3};
+constexpr std::chrono::milliseconds live_still{300};
 
-/// FNV-1a over the table's rows in a fixed order (sorted here, not by SQL, so collations
-/// cannot change it): rows and values are separated, NULL is distinct from every text.
+/// The sum (mod 2^64) of each row's FNV-1a hash: independent of row order, so neither a sort
+/// nor a collation can change it; values are separated and NULL is distinct from every text.
 std::pair<std::string, std::int64_t> checksum(SqlTx& tx, const std::string& table) {
-    auto rows = tx.query("SELECT * FROM " + table);
-    std::sort(rows.begin(), rows.end());
-    std::uint64_t hash = 14695981039346656037ULL;
-    const auto mix = [&hash](unsigned char c) { hash = (hash ^ c) * 1099511628211ULL; };
+    const auto rows = tx.query("SELECT * FROM " + table);
+    std::uint64_t sum = 0;
     for (const auto& row : rows) {
+        std::uint64_t hash = 14695981039346656037ULL;
+        const auto mix = [&hash](unsigned char c) { hash = (hash ^ c) * 1099511628211ULL; };
         for (const auto& value : row) {
             if (value) {
                 for (const char c : *value) {
@@ -42,9 +43,9 @@ std::pair<std::string, std::int64_t> checksum(SqlTx& tx, const std::string& tabl
                 mix(0x1F);
             }
         }
-        mix(0x1E);
+        sum += hash;
     }
-    return {fmt::format("fnv1a64:{:016x}", hash), static_cast<std::int64_t>(rows.size())};
+    return {fmt::format("fnv1a64-sum:{:016x}", sum), static_cast<std::int64_t>(rows.size())};
 }
 
 std::vector<std::unique_ptr<Projection>> chosen(std::string_view suffix,
@@ -145,19 +146,27 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         }
     }
     status.eta_ms = 0;
+    const auto ms_since = [](Clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+    };
+    status.fold_ms = ms_since(started);
     report();
 
     // 3. Every row, in bulk, into the shadow tables.
+    const auto write_started = Clock::now();
     store.commit_projections({}, [&](SqlTx& tx) {
         for (const auto& p : shadows) {
             p->write_all(tx, state);
         }
     });
+    status.write_ms = ms_since(write_started);
 
     // 4. Catch up with the live projector and swap, with the live checkpoints locked (their
     //    projector's next commit waits for this transaction), so the swap cannot race it.
     status.state = "swapping";
     report();
+    const auto swap_started = Clock::now();
+    const bool rename_swap = store.backend_name() == "sqlite";
     std::vector<std::string> names_in_order;
     for (const auto& p : shadows) {
         names_in_order.emplace_back(p->name());
@@ -166,6 +175,8 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // like for like; one that does not move (none running: `orderengine rebuild` with no
     // server) is carried forward by the swap.
     const auto behind_since = Clock::now();
+    std::int64_t last_seen = -1;
+    auto still_since = Clock::now();
     while (Clock::now() - behind_since < live_wait) {
         check_cancel();
         std::int64_t furthest = 0;
@@ -174,6 +185,12 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         }
         if (furthest >= status.position) {
             break;
+        }
+        if (furthest != last_seen) {
+            last_seen = furthest;
+            still_since = Clock::now();
+        } else if (Clock::now() - still_since > live_still) {
+            break;  // Nobody is moving it.
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -213,9 +230,19 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 const auto live_sum = checksum(tx, table).first;
                 const auto [new_sum, new_rows] = checksum(tx, shadow);
                 sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
-                tx.exec("DELETE FROM " + table);
-                tx.exec("INSERT INTO " + table + " SELECT * FROM " + shadow);
-                tx.exec("DELETE FROM " + shadow);
+                if (rename_swap) {
+                    // SQLite: DDL is transactional and O(1); the old rows end up in the
+                    // shadow table, emptied after the swap.
+                    tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
+                    tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
+                    tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
+                } else {
+                    // PostgreSQL: renaming needs the tables' owner, which the application
+                    // role need not be; copying needs only the grants it has.
+                    tx.exec("DELETE FROM " + table);
+                    tx.exec("INSERT INTO " + table + " SELECT * FROM " + shadow);
+                    tx.exec("DELETE FROM " + shadow);
+                }
             }
         }
         swapped_at = target;
@@ -223,6 +250,14 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     });
     status.checksums = std::move(sums);
     status.swapped_at = swapped_at;
+    status.swap_ms = ms_since(swap_started);
+    if (rename_swap) {
+        store.commit_projections({}, [&](SqlTx& tx) {
+            for (const auto& table : live_tables) {
+                tx.exec("DELETE FROM " + table + std::string(shadow_suffix));
+            }
+        });
+    }
     status.state = "done";
     status.target = status.swapped_at;
     status.finished_at_us = now_us();

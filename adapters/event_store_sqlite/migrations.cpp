@@ -153,6 +153,10 @@ CREATE TABLE rm_system_config_rebuild (
     updated_at TEXT
 );
 )sql"},
+        {4, "the shadow of rm_orders gets the partner index too (a rebuild swaps the tables)",
+         R"sql(
+CREATE INDEX rm_orders_rebuild_partner ON rm_orders_rebuild (partner_id, order_id);
+)sql"},
     };
     return all;
 }

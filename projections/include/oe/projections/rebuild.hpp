@@ -30,6 +30,11 @@ struct RebuildStatus {
     std::int64_t started_at_us = 0;
     std::int64_t finished_at_us = 0;
     std::int64_t swapped_at = 0;  // The position the new tables took over at.
+    // Where the time went (ms): folding the log, writing the shadow tables, catching up and
+    // swapping (checksums and the copy included).
+    std::int64_t fold_ms = 0;
+    std::int64_t write_ms = 0;
+    std::int64_t swap_ms = 0;
     struct Checksum {
         std::string projection;
         std::string live;     // Of the live tables just before the swap.
