@@ -1,5 +1,7 @@
 #include <oe/http/server.hpp>
 
+#include <oe/http/api.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -186,8 +188,15 @@ class Session : public std::enable_shared_from_this<Session> {
         response_.emplace(static_cast<bhttp::status>(app_response.status), version);
         response_->set(bhttp::field::server, "orderengine");
         response_->set(bhttp::field::content_type, app_response.content_type);
+        bool traced = false;
         for (auto& [name, value] : app_response.headers) {
+            traced = traced || beast::iequals(name, "traceparent");
             response_->insert(name, value);
+        }
+        if (!traced) {
+            // Answers the session makes itself (413, 431, malformed HTTP, shutting down, 500)
+            // start a trace of their own: every response carries a traceparent (SPEC §6).
+            response_->set("traceparent", trace_context(std::nullopt).second);
         }
         response_->body() = std::move(app_response.body);
         response_->keep_alive(keep_alive);
