@@ -354,6 +354,10 @@ struct ErpWorker::Impl {
             if (stopping || !lease.held()) {
                 return Outcome::stopped;
             }
+            // While one delivery waits (an outage can last long), keep reading the log so
+            // erp_outbox_pending shows the queue growing behind it.
+            read_ahead();
+            update_pending();
             const auto closed_in = gateway.breaker().wait();
             if (closed_in.count() > 0) {
                 sleep_for(std::min<Clock::duration>(closed_in, std::chrono::milliseconds(500)));
