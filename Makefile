@@ -56,6 +56,11 @@ bench: build
 	@scripts/with-test-services $(BUILD)/bench/event_store_bench
 	@scripts/with-test-services $(BUILD)/bench/commands_bench
 	@bench/startup_bench.sh $(ORDERENGINE)
+	@scripts/with-test-services bench/http_bench.sh $(ORDERENGINE) 10 16 sqlite
+	@scripts/with-test-services bench/http_bench.sh $(ORDERENGINE) 10 16 postgresql
+	@bench/erp_bench.sh $(ORDERENGINE) 10 60 3000
+	@scripts/with-test-services $(BUILD)/bench/rebuild_bench --backend both --events 1000000
+	@bench/rebuild_checkout_bench.sh $(ORDERENGINE) 15 16
 
 format:
 	@scripts/check-format --fix
