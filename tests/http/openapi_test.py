@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """openapi.yaml against the real server: every documented operation answers as documented.
 
-    python3 tests/http/openapi_test.py <path-to-orderengine> [--spec openapi.yaml]
+    python3 tests/http/openapi_test.py <path-to-orderengine> [--spec openapi.yaml] [--backend sqlite|postgresql]
 
-Starts `orderengine serve --demo` on a free port with a throwaway SQLite file, mints tokens with
+Starts `orderengine serve --demo` on a free port with a throwaway SQLite file (or PostgreSQL
+database through OE_TEST_PG_ADMIN_URL, with Redis when OE_TEST_REDIS_URL is set), mints tokens with
 `orderengine token`, and for every (path, method) in openapi.yaml exercises at least one
 documented success response and, where the operation documents them, 401 (no token), 403 (a
 role outside x-roles) and 400 (missing Idempotency-Key, unknown body field). Every answer must
@@ -1108,9 +1109,18 @@ def main():
         i = args.index("--spec")
         spec_path = args[i + 1]
         del args[i:i + 2]
-    if len(args) != 1:
+    backend = "sqlite"
+    if "--backend" in args:
+        i = args.index("--backend")
+        backend = args[i + 1]
+        del args[i:i + 2]
+    if len(args) != 1 or backend not in ("sqlite", "postgresql"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
+    pg_admin = os.environ.get("OE_TEST_PG_ADMIN_URL", "")
+    if backend == "postgresql" and not pg_admin:
+        print("skip: OE_TEST_PG_ADMIN_URL is not set")
+        return 0
     binary = os.path.abspath(args[0])
     started = time.time()
     spec = Spec(spec_path)
@@ -1130,6 +1140,14 @@ def main():
                ERP_CIRCUIT_OPEN_MS="100")
     env.pop("ERP_URL", None)
     env.pop("REDIS_URL", None)
+    pg_db = ""
+    if backend == "postgresql":
+        # PostgreSQL, with the Redis config cache when the test Redis is up.
+        pg_db = f"oe_openapi_{os.getpid()}"
+        subprocess.run(["psql", "-q", pg_admin, "-c", f"CREATE DATABASE {pg_db}"], check=True)
+        env["DATABASE_URL"] = pg_admin.rsplit("/", 1)[0] + "/" + pg_db
+        if os.environ.get("OE_TEST_REDIS_URL"):
+            env["REDIS_URL"] = os.environ["OE_TEST_REDIS_URL"]
     log = open(os.path.join(work, "serve.log"), "wb")
     server = subprocess.Popen([binary, "serve", "--demo"], env=env, stdout=log,
                               stderr=subprocess.STDOUT)
@@ -1180,8 +1198,11 @@ def main():
         for name in os.listdir(work):
             os.unlink(os.path.join(work, name))
         os.rmdir(work)
+        if pg_db:
+            subprocess.run(["psql", "-q", pg_admin, "-c",
+                            f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"], check=False)
     operations = sum(1 for _ in spec.operations())
-    print(f"# {operations} documented operations; {checker.passed} passed, "
+    print(f"# {backend}: {operations} documented operations; {checker.passed} passed, "
           f"{checker.failed} failed in {time.time() - started:.1f} s")
     return 0 if checker.failed == 0 else 1
 
