@@ -6,6 +6,7 @@
 #   3. an outage: N orders queued while the ERP is down for OUTAGE_S seconds, then the drain at
 #      erp.max_rps = 100.00 — in order, and no order created twice.
 #   bench/erp_bench.sh <path-to-orderengine> [checkout-seconds] [outage-seconds] [queued-orders]
+#   PARTS="checkout throttle outage" (the default) picks the tables to produce.
 set -euo pipefail
 bin=${1:?usage: erp_bench.sh <orderengine> [checkout-seconds] [outage-seconds] [queued-orders]}
 seconds=${2:-10}
@@ -83,6 +84,8 @@ checkout() {  # checkout <name> <mode json>
         "$(awk '$1=="50%" {print $2}' "$work/wrk.txt")" "$(awk '$1=="99%" {print $2}' "$work/wrk.txt")" \
         "$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt" | grep . || echo 0)"
 }
+parts=${PARTS:-checkout throttle outage}
+if [[ " $parts " == *" checkout "* ]]; then
 echo "Checkout while the ERP misbehaves (wrk -t2 -c16, ${seconds} s each, SQLite):"
 echo
 printf '| %-28s | %10s | %9s | %9s | %8s |\n' "ERP" "orders/s" "p50" "p99" "non-2xx"
@@ -90,6 +93,7 @@ printf '|------------------------------|------------|-----------|-----------|---
 checkout "up" '{}'
 checkout "down (503 to every call)" '{"down":true}'
 checkout "failing 30 % (500)" '{"fail_rate":0.3}'
+fi
 
 # ---- 2. Throttle accuracy: a full queue, erp.max_rps = 5.00, count what arrives in 60 s.
 place_many() {  # place_many <count> <prefix>: sequential keep-alive POSTs
@@ -108,6 +112,7 @@ PY
 }
 pending() { curl -s -H "Authorization: Bearer $admin" "$base/api/admin/erp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbox_pending"])'; }
 wait_drained() { while [[ $(pending) != 0 ]]; do sleep 0.5; done; }
+if [[ " $parts " == *" throttle "* ]]; then
 start_stack
 admin_call PUT /api/admin/config/erp.max_rps '{"value":"5.00"}'
 curl -fs -X PUT -d '{"down":true}' "$erp/_sim/mode" >/dev/null
@@ -129,8 +134,10 @@ echo
 echo "| window | delivered | target |"
 echo "|---|---|---|"
 echo "| first 60 s after the first delivery | $throttle | 300 ± 5 % (285..315) |"
+fi
 
 # ---- 3. An outage: queue while down, hold the outage, drain at 100/s, check order and dupes.
+if [[ " $parts " == *" outage "* ]]; then
 start_stack
 admin_call PUT /api/admin/config/erp.max_rps '{"value":"100.00"}'
 curl -fs -X PUT -d '{"down":true}' "$erp/_sim/mode" >/dev/null
@@ -162,3 +169,4 @@ echo
 echo "| erp_outbox_pending at the end of the outage | drain after the ERP came back | ERP sales orders in total | created in global order | created twice |"
 echo "|---|---|---|---|---|"
 echo "| $peak | $drained_ms ms (circuit probe ≤ 30 s + $queued at 100/s ≈ 30 s) | $total | $in_order | $dupes |"
+fi
