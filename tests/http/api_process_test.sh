@@ -99,6 +99,17 @@ expect "cancel again → 409" 409 '"not_cancellable"' "${auth[@]}" -H "Idempoten
 expect "admin config write" 200 '"value":"3.00"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: cfg-1" -X PUT -d '{"value":"3.00"}' "$base/api/admin/config/erp.max_rps"
 expect "config out of range → 422" 422 '"invalid_config_value"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: cfg-2" -X PUT -d '{"value":"0.01"}' "$base/api/admin/config/erp.max_rps"
 
+# The catalog is cached per partner until the read models move: a tier change must show.
+expect "catalog before the tier change (GOLD 10 %: 170,100)" 200 '"sku":"SRM-VITC-30","name":"Vitamin C Brightening Serum 30ml","base_price":189000,"unit_price":170100' "${auth[@]}" "$base/api/catalog"
+expect "tier change" 200 '"discount_bps":1200' -H "Authorization: Bearer $admin" -H "Idempotency-Key: tier-1" -X PUT -d '{"discount_bps":1200,"loyalty_multiplier":"1.75"}' "$base/api/admin/tiers/GOLD"
+repriced=""
+for _ in $(seq 1 50); do
+    repriced=$(curl -s "${auth[@]}" "$base/api/catalog")
+    [[ "$repriced" == *'"base_price":189000,"unit_price":166320'* ]] && break
+    sleep 0.1
+done
+[[ "$repriced" == *'"base_price":189000,"unit_price":166320'* ]] && ok "the catalog shows the new GOLD price (166,320) after the change" || not_ok "catalog not repriced: ${repriced:0:200}"
+
 finance=$("$bin" token --role finance)
 now_encoded=$(date -u +%Y-%m-%dT%H%%3A%M%%3A%SZ)  # ':' percent-encoded, as URL libraries send it.
 expect "replay with a percent-encoded as_of → 200" 200 '"model":"credit"' -H "Authorization: Bearer $finance" "$base/api/finance/replay?as_of=$now_encoded&model=credit"
