@@ -1274,9 +1274,11 @@ struct Api::Impl {
         return json_response(200, std::move(body));
     }
 
-    Step<Response> erp_retry(const auth::Principal& p, std::string_view id_text,
-                             const Request& request) {
-        if (auto denied = require(p, auth::Permission::manage_erp)) {
+    /// The front of a mutating route that takes no body: the permission, an Idempotency-Key,
+    /// and no body (or `{}`).
+    static Step<Idempotency> bodyless_front(const auth::Principal& p, auth::Permission permission,
+                                            const Request& request) {
+        if (auto denied = require(p, permission)) {
             return *denied;
         }
         auto idem = idempotency_of(p, request);
@@ -1285,6 +1287,15 @@ struct Api::Impl {
         }
         if (auto bad = bodyless(request)) {
             return *bad;
+        }
+        return std::move(idem).value();
+    }
+
+    Step<Response> erp_retry(const auth::Principal& p, std::string_view id_text,
+                             const Request& request) {
+        auto idem = bodyless_front(p, auth::Permission::manage_erp, request);
+        if (!idem.ok()) {
+            return idem.error();
         }
         std::int64_t id = 0;
         const auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
@@ -1304,15 +1315,9 @@ struct Api::Impl {
     }
 
     Step<Response> erp_sync(const auth::Principal& p, const Request& request) {
-        if (auto denied = require(p, auth::Permission::manage_erp)) {
-            return *denied;
-        }
-        auto idem = idempotency_of(p, request);
+        auto idem = bodyless_front(p, auth::Permission::manage_erp, request);
         if (!idem.ok()) {
             return idem.error();
-        }
-        if (auto bad = bodyless(request)) {
-            return *bad;
         }
         if (deps.erp == nullptr) {
             return fail(503, "unavailable", "the ERP worker is not running");
@@ -1510,15 +1515,9 @@ struct Api::Impl {
 
     Step<Response> rebuild_projection(const auth::Principal& p, std::string_view name,
                                       const Request& request) {
-        if (auto denied = require(p, auth::Permission::manage_projections)) {
-            return *denied;
-        }
-        auto idem = idempotency_of(p, request);
+        auto idem = bodyless_front(p, auth::Permission::manage_projections, request);
         if (!idem.ok()) {
             return idem.error();
-        }
-        if (auto bad = bodyless(request)) {
-            return *bad;
         }
         const auto known = projections::projection_names();
         std::vector<std::string> names;
