@@ -1,10 +1,12 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <oe/kernel/json_text.hpp>
 #include <oe/kernel/time.hpp>
@@ -121,6 +123,9 @@ class TabledProjection : public Projection {
   public:
     explicit TabledProjection(std::string suffix) : suffix_(std::move(suffix)) {}
 
+    /// Every row of each of its tables (read_model_rows), in bulk.
+    void write_all(SqlTx& tx, const CommerceState& state) override;
+
   protected:
     [[nodiscard]] std::string t(std::string_view base) const { return std::string(base) + suffix_; }
 
@@ -173,20 +178,6 @@ class DirectoryProjection final : public TabledProjection {
 
     std::vector<std::string> tables() const override { return {"rm_partners", "rm_warehouses"}; }
 
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert partners(tx, t("rm_partners"), "partner_id, name, tier, region", 4);
-        for (const auto& id : state.partner_ids()) {
-            const auto* p = state.partner(id);
-            partners.add({id, p->name, std::string(events::to_string(p->tier)), p->region});
-        }
-        partners.finish();
-        BulkInsert warehouses(tx, t("rm_warehouses"), "warehouse_id, sla_hours", 2);
-        for (const auto* w : state.warehouses()) {
-            warehouses.add({w->warehouse_id, sla_json(w->sla_hours)});
-        }
-        warehouses.finish();
-    }
-
   private:
     std::set<std::string> partners_;
     std::map<std::string, std::string> warehouses_;
@@ -233,19 +224,6 @@ class PricingProjection final : public TabledProjection {
 
     std::vector<std::string> tables() const override { return {"rm_pricing"}; }
 
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert rows(tx, t("rm_pricing"),
-                        "tier, sku, name, base_price, unit_price, discount_bps, loyalty_multiplier",
-                        7);
-        for (const auto tier : events::all_tiers) {
-            for (const auto& sku : state.product_skus()) {
-                rows.add(row(state, tier, sku));
-            }
-        }
-        rows.finish();
-    }
-
-  private:
     static std::vector<SqlValue> row(const CommerceState& state, events::Tier tier,
                                      const std::string& sku) {
         const auto* product = state.product(sku);
@@ -259,6 +237,7 @@ class PricingProjection final : public TabledProjection {
                 model::format_decimal2(terms.loyalty_multiplier_hundredths)};
     }
 
+  private:
     void write(SqlTx& tx, const CommerceState& state, events::Tier tier,
                const std::string& sku) const {
         tx.exec("INSERT INTO " + t("rm_pricing") +
@@ -330,17 +309,6 @@ class CreditProjection final : public TabledProjection {
     void discard() override { partners_.clear(); }
 
     std::vector<std::string> tables() const override { return {"rm_credit"}; }
-
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert rows(tx, t("rm_credit"),
-                        "partner_id, credit_limit, erp_debt, open_orders_total, available_credit, "
-                        "debt_synced_at",
-                        6);
-        for (const auto& id : state.partner_ids()) {
-            rows.add(row(state, id));
-        }
-        rows.finish();
-    }
 
     static std::vector<SqlValue> row(const CommerceState& state, const std::string& id) {
         const auto* p = state.partner(id);
@@ -419,15 +387,6 @@ class StockProjection final : public TabledProjection {
 
     std::vector<std::string> tables() const override { return {"rm_stock"}; }
 
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert rows(tx, t("rm_stock"),
-                        "sku, warehouse_id, on_hand, reserved, buffer_qty, available, as_of", 7);
-        for (const auto& [key, stock] : state.stock_rows()) {
-            rows.add(row(state, key.first, key.second));
-        }
-        rows.finish();
-    }
-
     static std::vector<SqlValue> row(const CommerceState& state, const std::string& sku,
                                      const std::string& warehouse) {
         const auto* row = state.stock(sku, warehouse);
@@ -505,23 +464,6 @@ class OrdersProjection final : public TabledProjection {
 
     std::vector<std::string> tables() const override { return {"rm_orders"}; }
 
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert rows(tx, t("rm_orders"),
-                        "order_id, partner_id, status, tier, lines, subtotal, loyalty_points, "
-                        "warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
-                        "placed_position",
-                        13);
-        for (const auto& [id, order] : state.orders()) {
-            const auto& p = order.placed;
-            rows.add({id, order.partner_id, std::string(events::to_string(order.status)),
-                      std::string(events::to_string(p.tier)), lines_json(p.lines), p.subtotal_idr,
-                      p.loyalty_points, text_or_null(order.warehouse_id),
-                      format_iso8601_us(p.placed_at_us), p.placed_by, text_or_null(p.on_behalf_of),
-                      text_or_null(order.erp_order_ref), order.placed_position});
-        }
-        rows.finish();
-    }
-
   private:
     void status(const std::string& order_id, const char* value) {
         pending_.push_back({"UPDATE " + t("rm_orders") + " SET status = $2 WHERE order_id = $1",
@@ -592,29 +534,13 @@ class SystemConfigProjection final : public TabledProjection {
 
     std::vector<std::string> tables() const override { return {"rm_system_config"}; }
 
-    void write_all(SqlTx& tx, const CommerceState& state) override {
-        BulkInsert rows(tx, t("rm_system_config"), "key, value, version, updated_by, updated_at",
-                        5);
-        for (const auto& spec : model::config_keys()) {
-            const std::int64_t version = state.config_version(spec.key);
-            const auto* change = state.config_change(spec.key);
-            if (version == 0 || change == nullptr) {
-                rows.add({spec.key, value_json(spec, spec.default_value), std::int64_t{0}, nullptr,
-                          nullptr});
-            } else {
-                rows.add({spec.key, value_json(spec, state.config(spec.key)), version,
-                          text_or_null(change->actor), format_iso8601_us(change->at_us)});
-            }
-        }
-        rows.finish();
-    }
-
   private:
     struct Change {
         std::string actor;
         std::int64_t at_us = 0;
     };
 
+  public:
     /// The value as JSON: a number, or a two-decimal string.
     static std::string value_json(const model::ConfigKeySpec& spec, std::int64_t number) {
         if (spec.type == model::ConfigType::integer) {
@@ -625,11 +551,97 @@ class SystemConfigProjection final : public TabledProjection {
         return out;
     }
 
+  private:
     std::map<std::string, Change> changes_;
     bool defaults_written_ = false;
 };
 
+void TabledProjection::write_all(SqlTx& tx, const CommerceState& state) {
+    for (const auto& table : tables()) {
+        auto rows = read_model_rows(table, state);
+        BulkInsert bulk(tx, t(table), fmt::format("{}", fmt::join(rows.columns, ", ")),
+                        rows.columns.size());
+        for (auto& row : rows.rows) {
+            bulk.add(std::move(row));
+        }
+        bulk.finish();
+    }
+}
+
 }  // namespace
+
+ReadModelRows read_model_rows(std::string_view table, const model::CommerceState& state) {
+    ReadModelRows out;
+    out.table = std::string(table);
+    if (table == "rm_partners") {
+        out.columns = {"partner_id", "name", "tier", "region"};
+        for (const auto& id : state.partner_ids()) {
+            const auto* p = state.partner(id);
+            out.rows.push_back({id, p->name, std::string(events::to_string(p->tier)), p->region});
+        }
+    } else if (table == "rm_warehouses") {
+        out.columns = {"warehouse_id", "sla_hours"};
+        for (const auto* w : state.warehouses()) {
+            out.rows.push_back({w->warehouse_id, sla_json(w->sla_hours)});
+        }
+    } else if (table == "rm_pricing") {
+        out.columns = {"tier",
+                       "sku",
+                       "name",
+                       "base_price",
+                       "unit_price",
+                       "discount_bps",
+                       "loyalty_multiplier"};
+        for (const auto tier : events::all_tiers) {
+            for (const auto& sku : state.product_skus()) {
+                out.rows.push_back(PricingProjection::row(state, tier, sku));
+            }
+        }
+    } else if (table == "rm_credit") {
+        out.columns = {"partner_id",        "credit_limit",     "erp_debt",
+                       "open_orders_total", "available_credit", "debt_synced_at"};
+        for (const auto& id : state.partner_ids()) {
+            out.rows.push_back(CreditProjection::row(state, id));
+        }
+    } else if (table == "rm_stock") {
+        out.columns = {"sku",        "warehouse_id", "on_hand", "reserved",
+                       "buffer_qty", "available",    "as_of"};
+        for (const auto& [key, stock] : state.stock_rows()) {
+            out.rows.push_back(StockProjection::row(state, key.first, key.second));
+        }
+    } else if (table == "rm_orders") {
+        out.columns = {"order_id",     "partner_id",     "status",         "tier",      "lines",
+                       "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
+                       "on_behalf_of", "erp_order_ref",  "placed_position"};
+        for (const auto& [id, order] : state.orders()) {
+            const auto& p = order.placed;
+            out.rows.push_back({id, order.partner_id, std::string(events::to_string(order.status)),
+                                std::string(events::to_string(p.tier)), lines_json(p.lines),
+                                p.subtotal_idr, p.loyalty_points, text_or_null(order.warehouse_id),
+                                format_iso8601_us(p.placed_at_us), p.placed_by,
+                                text_or_null(p.on_behalf_of), text_or_null(order.erp_order_ref),
+                                order.placed_position});
+        }
+    } else if (table == "rm_system_config") {
+        out.columns = {"key", "value", "version", "updated_by", "updated_at"};
+        for (const auto& spec : model::config_keys()) {
+            const std::int64_t version = state.config_version(spec.key);
+            const auto* change = state.config_change(spec.key);
+            if (version == 0 || change == nullptr) {
+                out.rows.push_back({spec.key,
+                                    SystemConfigProjection::value_json(spec, spec.default_value),
+                                    std::int64_t{0}, nullptr, nullptr});
+            } else {
+                out.rows.push_back(
+                    {spec.key, SystemConfigProjection::value_json(spec, state.config(spec.key)),
+                     version, text_or_null(change->actor), format_iso8601_us(change->at_us)});
+            }
+        }
+    } else {
+        throw std::invalid_argument(fmt::format("no read-model table {}", table));
+    }
+    return out;
+}
 
 std::vector<std::unique_ptr<Projection>> make_read_models(std::string_view table_suffix) {
     const std::string suffix(table_suffix);

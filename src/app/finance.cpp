@@ -1,5 +1,7 @@
 #include <oe/app/finance.hpp>
 
+#include <oe/projections/projection.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <future>
@@ -119,91 +121,30 @@ Result<Prefix, FinanceError> resolve(EventStore& store, const AsOf& as_of, std::
     return Prefix{head, as_of.time_us};
 }
 
-// ---- Rows of each read model, from the fold (the columns of projections/read_models.cpp).
+// ---- Rows of each read model, from the fold: the projections' own row builder
+// ---- (projections::read_model_rows), so a replay and the live tables cannot drift apart.
 
-Cell iso_or_null(std::int64_t us) {
-    return us == 0 ? Cell{nullptr} : Cell{format_iso8601_us(us)};
-}
-
-Cell text_or_null(const std::string& text) {
-    return text.empty() ? Cell{nullptr} : Cell{text};
-}
-
-void credit_rows(const CommerceState& state, ReplayTable& table) {
-    table.columns = {"partner_id",        "credit_limit",     "erp_debt",
-                     "open_orders_total", "available_credit", "debt_synced_at"};
-    for (const auto& id : state.partner_ids()) {  // Sorted: a std::map's keys.
-        const auto* partner = state.partner(id);
-        const auto position = state.credit_position(*partner);
-        table.rows.push_back({id, position.credit_limit_idr, position.erp_debt_idr,
-                              position.open_orders_total_idr, position.available_idr(),
-                              iso_or_null(partner->debt_synced_at_us)});
-    }
-}
-
-void stock_rows(const CommerceState& state, ReplayTable& table) {
-    table.columns = {"sku",        "warehouse_id", "on_hand", "reserved",
-                     "buffer_qty", "available",    "as_of"};
-    for (const auto& [key, row] : state.stock_rows()) {  // Sorted by (sku, warehouse).
-        const auto& [sku, warehouse] = key;
-        const auto* product = state.product(sku);
-        table.rows.push_back({sku, warehouse, row.on_hand, row.reserved,
-                              product != nullptr ? product->buffer_qty : 0,
-                              state.available(sku, warehouse), iso_or_null(row.as_of_us)});
-    }
-}
-
-void pricing_rows(const CommerceState& state, ReplayTable& table) {
-    table.columns = {
-        "tier", "sku", "name", "base_price", "unit_price", "discount_bps", "loyalty_multiplier"};
-    const auto skus = state.product_skus();
-    for (const auto tier : events::all_tiers) {
-        const auto terms = state.terms(tier);
-        for (const auto& sku : skus) {
-            const auto* product = state.product(sku);
-            table.rows.push_back(
-                {std::string(events::to_string(tier)), sku, product->name, product->base_price_idr,
-                 pricing::unit_price_idr(product->base_price_idr, terms.discount_bps),
-                 std::int64_t{terms.discount_bps},
-                 model::format_decimal2(terms.loyalty_multiplier_hundredths)});
+void model_rows(const CommerceState& state, ReplayModel model, ReplayTable& table) {
+    static constexpr std::string_view tables[] = {"rm_credit", "rm_stock", "rm_pricing",
+                                                  "rm_orders"};
+    auto rows = projections::read_model_rows(tables[static_cast<std::size_t>(model)], state);
+    table.columns = std::move(rows.columns);
+    for (auto& row : rows.rows) {
+        std::vector<Cell> cells;
+        cells.reserve(row.size());
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            auto& value = row[i];
+            if (std::holds_alternative<std::nullptr_t>(value)) {
+                cells.emplace_back(nullptr);
+            } else if (std::holds_alternative<std::int64_t>(value)) {
+                cells.emplace_back(std::get<std::int64_t>(value));
+            } else if (model == ReplayModel::orders && table.columns[i] == "lines") {
+                cells.emplace_back(JsonText{std::move(std::get<std::string>(value))});
+            } else {
+                cells.emplace_back(std::move(std::get<std::string>(value)));
+            }
         }
-    }
-}
-
-/// rm_orders.lines: the priced lines as the orders projection writes them.
-std::string lines_json(const events::OrderPlaced& placed) {
-    std::string lines = "[";
-    for (const auto& line : placed.lines) {
-        if (lines.size() > 1) {
-            lines.push_back(',');
-        }
-        lines += "{\"sku\":";
-        append_json_string(lines, line.sku);
-        lines += fmt::format(
-            ",\"qty\":{},\"base_price\":{},\"unit_price\":{},\"discount_bps\":{},"
-            "\"line_total\":{}}}",
-            line.qty, line.base_price_idr, line.unit_price_idr, line.discount_bps,
-            line.line_total_idr);
-    }
-    lines.push_back(']');
-    return lines;
-}
-
-/// `placed_positions`: every order id with the position of its OrderPlaced, sorted by id.
-void order_rows(const CommerceState& state,
-                const std::map<std::string, std::int64_t>& placed_positions, ReplayTable& table) {
-    table.columns = {"order_id",     "partner_id",     "status",         "tier",      "lines",
-                     "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
-                     "on_behalf_of", "erp_order_ref",  "placed_position"};
-    for (const auto& [id, position] : placed_positions) {
-        const auto* order = state.order(id);
-        const auto& p = order->placed;
-        table.rows.push_back({id, p.partner_id, std::string(events::to_string(order->status)),
-                              std::string(events::to_string(p.tier)), JsonText{lines_json(p)},
-                              p.subtotal_idr, p.loyalty_points, text_or_null(order->warehouse_id),
-                              format_iso8601_us(p.placed_at_us), p.placed_by,
-                              text_or_null(p.on_behalf_of), text_or_null(order->erp_order_ref),
-                              position});
+        table.rows.push_back(std::move(cells));
     }
 }
 
@@ -325,38 +266,15 @@ Result<ReplayTable, FinanceError> replay(EventStore& store, const AsOf& as_of, R
         return prefix.error();
     }
     CommerceState state;
-    std::map<std::string, std::int64_t> placed_positions;  // Only the orders model needs it.
-    const auto end = fold_log(
-        store, state, prefix.value().last_position, prefix.value().until_us,
-        [&](const RecordedEvent& event) {
-            if (model != ReplayModel::orders || event.type != events::OrderPlaced::type_name) {
-                return;
-            }
-            // The fold decoded it already; an OrderPlaced it accepted decodes again.
-            const auto decoded = events::decode(event);
-            placed_positions[std::get<events::OrderPlaced>(decoded.value()).order_id] =
-                event.global_position;
-        });
+    const auto end = fold_log(store, state, prefix.value().last_position, prefix.value().until_us,
+                              [](const RecordedEvent&) {});
     OE_INVARIANT(end.position >= 1, "a checked prefix holds at least one event");
     ReplayTable table;
     table.model = model;
     table.as_of_position = end.position;
     table.as_of_us = as_of.time_us;
     table.as_of_recorded_at_us = end.recorded_at_us;
-    switch (model) {
-        case ReplayModel::credit:
-            credit_rows(state, table);
-            break;
-        case ReplayModel::stock:
-            stock_rows(state, table);
-            break;
-        case ReplayModel::pricing:
-            pricing_rows(state, table);
-            break;
-        case ReplayModel::orders:
-            order_rows(state, placed_positions, table);
-            break;
-    }
+    model_rows(state, model, table);
     return table;
 }
 

@@ -40,6 +40,17 @@ class Projection {
     virtual void write_all(SqlTx& tx, const model::CommerceState& state) = 0;
 };
 
+/// Every row of one live read-model table ("rm_credit", …) as `state` implies it, in key
+/// order: what a rebuild writes and what a point-in-time replay shows. Throws
+/// std::invalid_argument for a table no projection writes.
+struct ReadModelRows {
+    std::string table;
+    std::vector<std::string> columns;
+    std::vector<std::vector<SqlValue>> rows;
+};
+[[nodiscard]] ReadModelRows read_model_rows(std::string_view table,
+                                            const model::CommerceState& state);
+
 /// The read models of SPEC §1: partners (directory), pricing, credit, stock, orders and
 /// system_config, in that order. `table_suffix` names the tables they write: "" for the live
 /// read models, "_rebuild" for the shadow tables of a rebuild.
