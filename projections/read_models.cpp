@@ -558,88 +558,95 @@ class SystemConfigProjection final : public TabledProjection {
 
 void TabledProjection::write_all(SqlTx& tx, const CommerceState& state) {
     for (const auto& table : tables()) {
-        auto rows = read_model_rows(table, state);
-        BulkInsert bulk(tx, t(table), fmt::format("{}", fmt::join(rows.columns, ", ")),
-                        rows.columns.size());
-        for (auto& row : rows.rows) {
-            bulk.add(std::move(row));
-        }
+        // Streamed: a row at a time into multi-row INSERTs, never the whole table in memory.
+        // (The columns come from a pass over an empty state, which yields no row worth keeping.)
+        const auto columns =
+            for_each_read_model_row(table, CommerceState{}, [](std::vector<SqlValue>) {});
+        BulkInsert bulk(tx, t(table), fmt::format("{}", fmt::join(columns, ", ")), columns.size());
+        for_each_read_model_row(table, state,
+                                [&](std::vector<SqlValue> row) { bulk.add(std::move(row)); });
         bulk.finish();
     }
 }
 
 }  // namespace
 
-ReadModelRows read_model_rows(std::string_view table, const model::CommerceState& state) {
-    ReadModelRows out;
-    out.table = std::string(table);
+std::vector<std::string> for_each_read_model_row(
+    std::string_view table, const model::CommerceState& state,
+    const std::function<void(std::vector<SqlValue>)>& row) {
+    std::vector<std::string> columns;
     if (table == "rm_partners") {
-        out.columns = {"partner_id", "name", "tier", "region"};
+        columns = {"partner_id", "name", "tier", "region"};
         for (const auto& id : state.partner_ids()) {
             const auto* p = state.partner(id);
-            out.rows.push_back({id, p->name, std::string(events::to_string(p->tier)), p->region});
+            row({id, p->name, std::string(events::to_string(p->tier)), p->region});
         }
     } else if (table == "rm_warehouses") {
-        out.columns = {"warehouse_id", "sla_hours"};
+        columns = {"warehouse_id", "sla_hours"};
         for (const auto* w : state.warehouses()) {
-            out.rows.push_back({w->warehouse_id, sla_json(w->sla_hours)});
+            row({w->warehouse_id, sla_json(w->sla_hours)});
         }
     } else if (table == "rm_pricing") {
-        out.columns = {"tier",
-                       "sku",
-                       "name",
-                       "base_price",
-                       "unit_price",
-                       "discount_bps",
-                       "loyalty_multiplier"};
+        columns = {"tier",
+                   "sku",
+                   "name",
+                   "base_price",
+                   "unit_price",
+                   "discount_bps",
+                   "loyalty_multiplier"};
         for (const auto tier : events::all_tiers) {
             for (const auto& sku : state.product_skus()) {
-                out.rows.push_back(PricingProjection::row(state, tier, sku));
+                row(PricingProjection::row(state, tier, sku));
             }
         }
     } else if (table == "rm_credit") {
-        out.columns = {"partner_id",        "credit_limit",     "erp_debt",
-                       "open_orders_total", "available_credit", "debt_synced_at"};
+        columns = {"partner_id",        "credit_limit",     "erp_debt",
+                   "open_orders_total", "available_credit", "debt_synced_at"};
         for (const auto& id : state.partner_ids()) {
-            out.rows.push_back(CreditProjection::row(state, id));
+            row(CreditProjection::row(state, id));
         }
     } else if (table == "rm_stock") {
-        out.columns = {"sku",        "warehouse_id", "on_hand", "reserved",
-                       "buffer_qty", "available",    "as_of"};
+        columns = {"sku",        "warehouse_id", "on_hand", "reserved",
+                   "buffer_qty", "available",    "as_of"};
         for (const auto& [key, stock] : state.stock_rows()) {
-            out.rows.push_back(StockProjection::row(state, key.first, key.second));
+            row(StockProjection::row(state, key.first, key.second));
         }
     } else if (table == "rm_orders") {
-        out.columns = {"order_id",     "partner_id",     "status",         "tier",      "lines",
-                       "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
-                       "on_behalf_of", "erp_order_ref",  "placed_position"};
+        columns = {"order_id",     "partner_id",     "status",         "tier",      "lines",
+                   "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
+                   "on_behalf_of", "erp_order_ref",  "placed_position"};
         for (const auto& [id, order] : state.orders()) {
             const auto& p = order.placed;
-            out.rows.push_back({id, order.partner_id, std::string(events::to_string(order.status)),
-                                std::string(events::to_string(p.tier)), lines_json(p.lines),
-                                p.subtotal_idr, p.loyalty_points, text_or_null(order.warehouse_id),
-                                format_iso8601_us(p.placed_at_us), p.placed_by,
-                                text_or_null(p.on_behalf_of), text_or_null(order.erp_order_ref),
-                                order.placed_position});
+            row({id, order.partner_id, std::string(events::to_string(order.status)),
+                 std::string(events::to_string(p.tier)), lines_json(p.lines), p.subtotal_idr,
+                 p.loyalty_points, text_or_null(order.warehouse_id),
+                 format_iso8601_us(p.placed_at_us), p.placed_by, text_or_null(p.on_behalf_of),
+                 text_or_null(order.erp_order_ref), order.placed_position});
         }
     } else if (table == "rm_system_config") {
-        out.columns = {"key", "value", "version", "updated_by", "updated_at"};
+        columns = {"key", "value", "version", "updated_by", "updated_at"};
         for (const auto& spec : model::config_keys()) {
             const std::int64_t version = state.config_version(spec.key);
             const auto* change = state.config_change(spec.key);
             if (version == 0 || change == nullptr) {
-                out.rows.push_back({spec.key,
-                                    SystemConfigProjection::value_json(spec, spec.default_value),
-                                    std::int64_t{0}, nullptr, nullptr});
+                row({spec.key, SystemConfigProjection::value_json(spec, spec.default_value),
+                     std::int64_t{0}, nullptr, nullptr});
             } else {
-                out.rows.push_back(
-                    {spec.key, SystemConfigProjection::value_json(spec, state.config(spec.key)),
+                row({spec.key, SystemConfigProjection::value_json(spec, state.config(spec.key)),
                      version, text_or_null(change->actor), format_iso8601_us(change->at_us)});
             }
         }
     } else {
         throw std::invalid_argument(fmt::format("no read-model table {}", table));
     }
+    return columns;
+}
+
+ReadModelRows read_model_rows(std::string_view table, const model::CommerceState& state) {
+    ReadModelRows out;
+    out.table = std::string(table);
+    out.columns = for_each_read_model_row(
+        table, state, [&](std::vector<SqlValue> row) { out.rows.push_back(std::move(row)); });
     return out;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +51,10 @@ struct ReadModelRows {
 };
 [[nodiscard]] ReadModelRows read_model_rows(std::string_view table,
                                             const model::CommerceState& state);
+/// The same rows handed to `row` one at a time (nothing held); returns the columns.
+std::vector<std::string> for_each_read_model_row(
+    std::string_view table, const model::CommerceState& state,
+    const std::function<void(std::vector<SqlValue>)>& row);
 
 /// The read models of SPEC §1: partners (directory), pricing, credit, stock, orders and
 /// system_config, in that order. `table_suffix` names the tables they write: "" for the live
