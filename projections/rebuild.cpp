@@ -191,7 +191,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
 
     // 3. Every row, in bulk, into the shadow tables.
     const auto write_started = Clock::now();
-    ChunkedTx chunked(store, statements_per_tx);
+    // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
+    // shadow writes block nobody, so one transaction saves the commits.
+    ChunkedTx chunked(store, store.backend_name() == "sqlite" ? statements_per_tx : SIZE_MAX);
     for (const auto& p : shadows) {
         check_cancel();
         p->write_all(chunked, state);
