@@ -633,6 +633,23 @@ struct Api::Impl {
         return std::nullopt;
     }
 
+    /// The front of a mutating route that takes no body: the permission, an Idempotency-Key,
+    /// and no body (or `{}`).
+    static Step<Idempotency> bodyless_front(const auth::Principal& p, auth::Permission permission,
+                                            const Request& request) {
+        if (auto denied = require(p, permission)) {
+            return *denied;
+        }
+        auto idem = idempotency_of(p, request);
+        if (!idem.ok()) {
+            return idem.error();
+        }
+        if (auto bad = bodyless(request)) {
+            return *bad;
+        }
+        return std::move(idem).value();
+    }
+
     static EventMetadata metadata_of(const auth::ActingFor& who, const Idempotency& idem,
                                      const Request& request) {
         EventMetadata m;
@@ -781,15 +798,9 @@ struct Api::Impl {
 
     Step<Response> release_credit_hold(const auth::Principal& p, std::string_view id,
                                        const Request& request) {
-        if (auto denied = require(p, auth::Permission::release_credit_hold)) {
-            return *denied;
-        }
-        auto idem = idempotency_of(p, request);
+        auto idem = bodyless_front(p, auth::Permission::release_credit_hold, request);
         if (!idem.ok()) {
             return idem.error();
-        }
-        if (auto bad = bodyless(request)) {
-            return *bad;
         }
         if (!commands::is_valid_id(id)) {
             return not_found();
@@ -1272,23 +1283,6 @@ struct Api::Impl {
         }
         body += "]}";
         return json_response(200, std::move(body));
-    }
-
-    /// The front of a mutating route that takes no body: the permission, an Idempotency-Key,
-    /// and no body (or `{}`).
-    static Step<Idempotency> bodyless_front(const auth::Principal& p, auth::Permission permission,
-                                            const Request& request) {
-        if (auto denied = require(p, permission)) {
-            return *denied;
-        }
-        auto idem = idempotency_of(p, request);
-        if (!idem.ok()) {
-            return idem.error();
-        }
-        if (auto bad = bodyless(request)) {
-            return *bad;
-        }
-        return std::move(idem).value();
     }
 
     Step<Response> erp_retry(const auth::Principal& p, std::string_view id_text,
