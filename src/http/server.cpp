@@ -11,8 +11,10 @@
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
@@ -70,9 +72,15 @@ struct Server::Impl {
     net::io_context ioc;
     tcp::acceptor acceptor{ioc};
     std::vector<std::thread> threads;
+    // Declared after ioc, so destroyed before it: a handler still queued here holds its
+    // session, which the io_context's sockets must outlive.
+    net::thread_pool handlers;
 
     Impl(ServerOptions o, Handler h)
-        : options(std::move(o)), handler(std::move(h)), ioc(static_cast<int>(options.threads)) {}
+        : options(std::move(o)),
+          handler(std::move(h)),
+          ioc(static_cast<int>(options.threads)),
+          handlers(options.handler_threads) {}
 
     void do_accept();
     void request_started() {
@@ -166,6 +174,21 @@ class Session : public std::enable_shared_from_this<Session> {
                                              std::string(field.value()));
         }
         app_request.body = std::move(request.body());
+        // The handler may block on the database; it runs on the handler pool so the I/O
+        // threads keep reading and writing other connections meanwhile. The work guard keeps
+        // the I/O threads running until the answer is back on this connection's strand
+        // (during a graceful stop they could otherwise run out of work and return first).
+        net::post(server_.handlers,
+                  [self = shared_from_this(), app_request = std::move(app_request),
+                   io_work = net::make_work_guard(stream_.get_executor()),
+                   keep_alive = request.keep_alive(), version = request.version()] {
+                      self->respond(app_request, keep_alive, version);
+                  });
+    }
+
+    /// On the handler pool: runs the application's handler, then writes its answer on the
+    /// connection's strand.
+    void respond(const Request& app_request, bool keep_alive, unsigned version) {
         Response app_response;
         try {
             app_response = server_.handler(app_request);
@@ -173,7 +196,10 @@ class Session : public std::enable_shared_from_this<Session> {
             app_response.status = 500;
             app_response.body = error_body("internal", "internal error");
         }
-        write(std::move(app_response), request.keep_alive(), request.version());
+        net::post(
+            stream_.get_executor(),
+            [self = shared_from_this(), app_response = std::move(app_response), keep_alive,
+             version]() mutable { self->write(std::move(app_response), keep_alive, version); });
     }
 
     void reply_error(int status, std::string_view code, std::string_view message) {
@@ -260,8 +286,12 @@ void Server::Impl::do_accept() {
 }
 
 Server::Server(ServerOptions options, Handler handler) {
+    const std::size_t cores = std::max(1U, std::thread::hardware_concurrency());
     if (options.threads == 0) {
-        options.threads = std::max<std::size_t>(4, 2 * std::thread::hardware_concurrency());
+        options.threads = std::max<std::size_t>(2, cores);
+    }
+    if (options.handler_threads == 0) {
+        options.handler_threads = std::max<std::size_t>(16, 8 * cores);
     }
     impl_ = std::make_unique<Impl>(std::move(options), std::move(handler));
 }
@@ -320,6 +350,8 @@ void Server::stop() {
             thread.join();
         }
     }
+    // A handler still running past the drain deadline finishes; its answer is never written.
+    impl.handlers.join();
 }
 
 }  // namespace oe::http

@@ -4,8 +4,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <boost/asio/connect.hpp>
@@ -143,6 +147,37 @@ TEST_SUITE("http") {
         CHECK(slow_answer.find("200 OK") != std::string::npos);
         CHECK(slow_answer.find("Connection: close") != std::string::npos);
         CHECK(stopped.wait_for(5s) == std::future_status::ready);
+    }
+
+    TEST_CASE("server: handlers that block run side by side, more of them than I/O threads") {
+        // Twelve handlers must be inside the handler at the same moment (a PlaceOrder waits
+        // for its group commit the same way); with only the 4 I/O threads running handlers,
+        // the meeting point would never fill and every answer would be 503.
+        constexpr int together = 12;
+        auto o = options();
+        o.handler_threads = together;
+        std::mutex mutex;
+        std::condition_variable arrived;
+        int inside = 0;
+        oe::http::Server server(o, [&](const oe::http::Request& r) {
+            std::unique_lock lock(mutex);
+            ++inside;
+            arrived.notify_all();
+            const bool met = arrived.wait_for(lock, 5s, [&] { return inside >= together; });
+            auto response = echo_after(0ms, r);
+            response.status = met ? 200 : 503;
+            return response;
+        });
+        server.start();
+        std::vector<std::unique_ptr<Client>> clients;
+        for (int i = 0; i < together; ++i) {
+            clients.push_back(std::make_unique<Client>(server.port()));
+            clients.back()->send("GET /meet HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+        for (auto& client : clients) {
+            CHECK(client->receive().find("200 OK") != std::string::npos);
+        }
+        server.stop();
     }
 
     TEST_CASE("server: a client that never finishes its headers is cut off, others are served") {

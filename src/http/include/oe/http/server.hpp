@@ -41,8 +41,13 @@ using Handler = std::function<Response(const Request&)>;
 
 struct ServerOptions {
     std::string address = "0.0.0.0";
-    std::uint16_t port = 8080;                         // 0 picks a free port.
-    std::size_t threads = 0;                           // 0: two per core, at least four.
+    std::uint16_t port = 8080;  // 0 picks a free port.
+    std::size_t threads = 0;    // I/O threads (accept, read, write). 0: one per core, at least 2.
+    // Threads that run the handler. Handlers block (a PlaceOrder waits for its group commit,
+    // a read-model query for the database), so there are more of these than cores: that many
+    // requests can wait at once, and a commit batches that many decisions. 0: 8 per core,
+    // at least 16.
+    std::size_t handler_threads = 0;
     std::size_t body_bytes_max = 1024 * 1024;          // Larger bodies get 413.
     std::size_t header_bytes_max = 16 * 1024;          // Larger headers get 431.
     std::size_t connections_max = 1024;                // Further connections are refused.
@@ -51,9 +56,10 @@ struct ServerOptions {
     std::chrono::milliseconds drain_timeout{10'000};   // In-flight requests at shutdown.
 };
 
-/// An HTTP/1.1 server on Boost.Beast: a fixed thread pool, keep-alive, explicit limits, and a
-/// graceful stop (close the listener, finish requests whose headers were read, answer later
-/// requests on open connections with 503 and Connection: close).
+/// An HTTP/1.1 server on Boost.Beast: fixed thread pools (I/O sized to the cores, handlers
+/// sized for blocking work), keep-alive, explicit limits, and a graceful stop (close the
+/// listener, finish requests whose headers were read, answer later requests on open
+/// connections with 503 and Connection: close).
 class Server {
   public:
     Server(ServerOptions options, Handler handler);
