@@ -33,21 +33,18 @@ SqlValue text_or_null(const std::string& text) {
     return text.empty() ? SqlValue{nullptr} : SqlValue{text};
 }
 
-/// Many rows per INSERT statement: what a rebuild writes instead of one statement per row.
+/// Rows gathered and inserted in bulk (SqlTx::insert_rows): what a rebuild writes instead of
+/// one statement per row.
 class BulkInsert {
   public:
-    BulkInsert(SqlTx& tx, std::string table, std::string columns, std::size_t width)
-        : tx_(tx),
-          table_(std::move(table)),
-          columns_(std::move(columns)),
-          width_(width),
-          rows_max_(std::max<std::size_t>(1, std::min<std::size_t>(500, 30'000 / width))) {}
+    BulkInsert(SqlTx& tx, std::string table, std::vector<std::string> columns)
+        : tx_(tx), table_(std::move(table)), columns_(std::move(columns)) {}
 
     void add(std::vector<SqlValue> row) {
         for (auto& value : row) {
-            params_.push_back(std::move(value));
+            values_.push_back(std::move(value));
         }
-        if (++rows_ == rows_max_) {
+        if (++rows_ == rows_per_call) {
             finish();
         }
     }
@@ -57,31 +54,19 @@ class BulkInsert {
         if (rows_ == 0) {
             return;
         }
-        std::string sql = "INSERT INTO " + table_ + " (" + columns_ + ") VALUES ";
-        std::size_t n = 0;
-        for (std::size_t r = 0; r < rows_; ++r) {
-            sql += r == 0 ? "(" : ",(";
-            for (std::size_t c = 0; c < width_; ++c) {
-                if (c > 0) {
-                    sql.push_back(',');
-                }
-                sql += fmt::format("${}", ++n);
-            }
-            sql += ")";
-        }
-        tx_.exec(sql, params_);
-        params_.clear();
+        tx_.insert_rows(table_, columns_, values_);
+        values_.clear();
         rows_ = 0;
     }
 
   private:
+    static constexpr std::size_t rows_per_call = 500;
+
     SqlTx& tx_;
     std::string table_;
-    std::string columns_;
-    std::size_t width_;
-    std::size_t rows_max_;
+    std::vector<std::string> columns_;
     std::size_t rows_ = 0;
-    std::vector<SqlValue> params_;
+    std::vector<SqlValue> values_;
 };
 
 template <typename Map>
@@ -558,11 +543,11 @@ class SystemConfigProjection final : public TabledProjection {
 
 void TabledProjection::write_all(SqlTx& tx, const CommerceState& state) {
     for (const auto& table : tables()) {
-        // Streamed: a row at a time into multi-row INSERTs, never the whole table in memory.
+        // Streamed: a row at a time into bulk inserts, never the whole table in memory.
         // (The columns come from a pass over an empty state, which yields no row worth keeping.)
         const auto columns =
             for_each_read_model_row(table, CommerceState{}, [](std::vector<SqlValue>) {});
-        BulkInsert bulk(tx, t(table), fmt::format("{}", fmt::join(columns, ", ")), columns.size());
+        BulkInsert bulk(tx, t(table), columns);
         for_each_read_model_row(table, state,
                                 [&](std::vector<SqlValue> row) { bulk.add(std::move(row)); });
         bulk.finish();

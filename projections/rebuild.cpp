@@ -1,9 +1,17 @@
 #include <oe/projections/rebuild.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <future>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -11,6 +19,7 @@
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/model/commerce_state.hpp>
+#include <oe/model/fold.hpp>
 #include <oe/projections/projection.hpp>
 
 namespace oe::projections {
@@ -24,66 +33,218 @@ constexpr std::string_view shadow_suffix = "_rebuild";
 constexpr std::chrono::seconds live_wait{3};
 constexpr std::chrono::milliseconds live_still{300};
 
-/// The sum (mod 2^64) of each row's FNV-1a hash: independent of row order, so neither a sort
-/// nor a collation can change it; values are separated and NULL is distinct from every text.
-std::pair<std::string, std::int64_t> checksum(SqlTx& tx, const std::string& table) {
-    const auto rows = tx.query("SELECT * FROM " + table);
-    std::uint64_t sum = 0;
-    for (const auto& row : rows) {
-        std::uint64_t hash = 14695981039346656037ULL;
-        const auto mix = [&hash](unsigned char c) { hash = (hash ^ c) * 1099511628211ULL; };
-        for (const auto& value : row) {
-            if (value) {
-                for (const char c : *value) {
-                    mix(static_cast<unsigned char>(c));
-                }
-                mix(0x1F);
-            } else {
-                mix(0x00);
-                mix(0x1F);
-            }
+/// A 64-bit hash of one row: its values eight bytes at a time (multiply, rotate — the
+/// xxHash64 round), each value followed by its length and NULL distinct from every text.
+/// Not cryptographic: it tells a rebuilt table from the live one, it does not resist forgery.
+class RowHash {
+  public:
+    void add(std::optional<std::string_view> value) {
+        if (!value) {
+            round(0xFFFF'FFFF'FFFF'FFFFULL);
+            return;
         }
-        sum += hash;
+        const char* p = value->data();
+        std::size_t left = value->size();
+        for (; left >= 8; left -= 8, p += 8) {
+            std::uint64_t word = 0;
+            std::memcpy(&word, p, 8);
+            round(word);
+        }
+        std::uint64_t tail = 0;
+        std::memcpy(&tail, p, left);
+        round(tail);
+        round(value->size());
     }
-    return {fmt::format("fnv1a64-sum:{:016x}", sum), static_cast<std::int64_t>(rows.size())};
+    [[nodiscard]] std::uint64_t value() const {
+        std::uint64_t h = hash_;
+        h ^= h >> 33;
+        h *= 0xC2B2'AE3D'27D4'EB4FULL;
+        h ^= h >> 29;
+        return h;
+    }
+
+  private:
+    void round(std::uint64_t word) {
+        hash_ ^= word * 0xC2B2'AE3D'27D4'EB4FULL;
+        hash_ = std::rotl(hash_, 31) * 0x9E37'79B1'85EB'CA87ULL;
+    }
+    std::uint64_t hash_ = 0x27D4'EB2F'1656'67C5ULL;
+};
+
+/// The sum (mod 2^64) of every row's hash: independent of row order, so neither a sort nor a
+/// collation can change it.
+std::pair<std::string, std::int64_t> checksum(SqlTx& tx, const std::string& table) {
+    std::uint64_t sum = 0;
+    std::int64_t rows = 0;
+    tx.for_each_row("SELECT * FROM " + table, {}, [&](const SqlTx::RowView& row) {
+        RowHash hash;
+        for (const auto& value : row) {
+            hash.add(value);
+        }
+        sum += hash.value();
+        ++rows;
+    });
+    return {fmt::format("rowhash64-sum:{:016x}", sum), rows};
 }
 
-/// Runs a bulk write as a series of short transactions of `statements_per_tx` statements
-/// each, so another writer (checkout, on SQLite's single write lock) gets its turn between
-/// them. Only for writers that never read.
-class ChunkedTx final : public SqlTx {
+/// The bulk write of the shadow tables, on two threads: the caller builds statements (rows
+/// from the folded write model) while a writer thread executes the previous chunk, so
+/// building and executing overlap. Chunks of `statements_per_chunk` statements (~5,000 rows);
+/// with `one_tx_per_chunk` each chunk commits on its own, so another writer (checkout, on
+/// SQLite's single write lock) gets its turn between them; otherwise the whole write is one
+/// transaction (PostgreSQL, where the shadow tables block nobody). Only for writers that never
+/// read.
+class PipelinedBulkWrite final : public SqlTx {
   public:
-    ChunkedTx(EventStore& store, std::size_t per_tx) : store_(store), per_tx_(per_tx) {}
+    /// One queued write: a statement, or (with columns) a bulk insert into a table.
+    struct Write {
+        std::string sql_or_table;
+        std::vector<std::string> columns;
+        std::vector<SqlValue> values;
+    };
+    using Chunk = std::vector<Write>;
+
+    PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk)
+        : store_(store), per_chunk_(statements_per_chunk), one_tx_per_chunk_(one_tx_per_chunk) {
+        writer_ = std::thread([this] { write_all(); });
+    }
+    ~PipelinedBulkWrite() override {
+        close();
+        if (writer_.joinable()) {
+            writer_.join();
+        }
+    }
+    PipelinedBulkWrite(const PipelinedBulkWrite&) = delete;
+    PipelinedBulkWrite& operator=(const PipelinedBulkWrite&) = delete;
 
     void exec(std::string_view sql, const std::vector<SqlValue>& params) override {
-        statements_.emplace_back(std::string(sql), params);
-        if (statements_.size() >= per_tx_) {
-            flush();
+        building_.push_back(Write{std::string(sql), {}, params});
+        if (building_.size() >= per_chunk_) {
+            hand_over();
+        }
+    }
+    void insert_rows(const std::string& table, const std::vector<std::string>& columns,
+                     const std::vector<SqlValue>& values) override {
+        building_.push_back(Write{table, columns, values});
+        if (building_.size() >= per_chunk_) {
+            hand_over();
         }
     }
     std::vector<SqlRow> query(std::string_view, const std::vector<SqlValue>&) override {
         throw StoreError("a bulk write must not read");
     }
-    void flush() {
-        if (statements_.empty()) {
-            return;
+
+    /// Writes what is left and waits until everything is committed; rethrows a write error.
+    void finish() {
+        hand_over();
+        close();
+        writer_.join();
+        if (failure_) {
+            std::rethrow_exception(failure_);
         }
-        store_.commit_projections({}, [&](SqlTx& tx) {
-            for (const auto& [sql, params] : statements_) {
-                tx.exec(sql, params);
-            }
-        });
-        statements_.clear();
     }
 
   private:
+    void hand_over() {
+        if (building_.empty()) {
+            return;
+        }
+        std::unique_lock lock(mutex_);
+        // At most one chunk waits while another is written: memory stays bounded.
+        changed_.wait(lock, [this] { return !waiting_ || failure_; });
+        if (failure_) {
+            std::rethrow_exception(failure_);
+        }
+        waiting_ = std::move(building_);
+        building_.clear();
+        changed_.notify_all();
+    }
+
+    void close() {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+        changed_.notify_all();
+    }
+
+    /// The next chunk to write; nothing once closed and drained.
+    std::optional<Chunk> next() {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return waiting_ || closed_; });
+        if (!waiting_) {
+            return std::nullopt;
+        }
+        auto chunk = std::move(waiting_);
+        waiting_.reset();
+        changed_.notify_all();
+        return chunk;
+    }
+
+    void write_all() {
+        try {
+            // The next chunk is taken before a transaction begins, so no transaction (and on
+            // SQLite no write lock) is held while the builder is still building it.
+            for (auto chunk = next(); chunk; chunk = next()) {
+                store_.commit_projections({}, [&](SqlTx& tx) {
+                    for (;;) {
+                        for (const auto& write : *chunk) {
+                            if (write.columns.empty()) {
+                                tx.exec(write.sql_or_table, write.values);
+                            } else {
+                                tx.insert_rows(write.sql_or_table, write.columns, write.values);
+                            }
+                        }
+                        if (one_tx_per_chunk_ || !(chunk = next())) {
+                            return;
+                        }
+                    }
+                });
+                if (!chunk) {
+                    return;
+                }
+            }
+        } catch (...) {
+            std::lock_guard lock(mutex_);
+            failure_ = std::current_exception();
+            changed_.notify_all();
+        }
+    }
+
     EventStore& store_;
-    std::size_t per_tx_;
-    std::vector<std::pair<std::string, std::vector<SqlValue>>> statements_;
+    std::size_t per_chunk_;
+    bool one_tx_per_chunk_;
+    Chunk building_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::optional<Chunk> waiting_;
+    bool closed_ = false;
+    std::exception_ptr failure_;
+    std::thread writer_;
 };
 
-/// Statements per shadow-write transaction: ~5,000 rows, a few tens of milliseconds.
-constexpr std::size_t statements_per_tx = 10;
+/// Writes per shadow-write chunk (a bulk insert is 500 rows): ~5,000 rows, a few tens of
+/// milliseconds.
+constexpr std::size_t statements_per_chunk = 10;
+
+/// Empties the shadow tables of `live_tables`. On SQLite in transactions of 5,000 rows, so
+/// checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
+/// nobody, so one statement each.
+void empty_shadows(EventStore& store, const std::vector<std::string>& live_tables) {
+    const bool sqlite = store.backend_name() == "sqlite";
+    for (const auto& table : live_tables) {
+        const std::string shadow = table + std::string(shadow_suffix);
+        if (!sqlite) {
+            store.commit_projections({}, [&](SqlTx& tx) { tx.exec("DELETE FROM " + shadow); });
+            continue;
+        }
+        for (bool more = true; more;) {
+            store.commit_projections({}, [&](SqlTx& tx) {
+                tx.exec("DELETE FROM " + shadow + " WHERE rowid IN (SELECT rowid FROM " + shadow +
+                        " LIMIT 5000)");
+                more = !tx.query("SELECT 1 FROM " + shadow + " LIMIT 1").empty();
+            });
+        }
+    }
+}
 
 std::vector<std::unique_ptr<Projection>> chosen(std::string_view suffix,
                                                 const std::vector<std::string>& names) {
@@ -147,12 +308,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         }
     }
 
-    // 1. Empty shadow tables (a rebuild that died midway may have left rows behind).
-    store.commit_projections({}, [&](SqlTx& tx) {
-        for (const auto& table : live_tables) {
-            tx.exec("DELETE FROM " + table + std::string(shadow_suffix));
-        }
-    });
+    // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
+    //    what a rebuild that died midway wrote — on a second thread while the fold runs.
+    auto emptied = std::async(std::launch::async,
+                              [&store, &live_tables] { empty_shadows(store, live_tables); });
 
     // 2. Fold the whole log, as it is now, into a fresh write model.
     model::CommerceState state;
@@ -160,28 +319,24 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.target = store.head_position();
     report();
     auto last_report = Clock::now();
-    while (status.position < status.target) {
-        const auto events = store.read_all(status.position, read_batch);
-        if (events.empty()) {
-            break;
-        }
-        for (const auto& e : events) {
-            state.apply(e);
-        }
-        status.position = events.back().global_position;
-        check_cancel();
-        const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-        status.events_per_s =
-            seconds > 0 ? static_cast<std::int64_t>(static_cast<double>(status.position) / seconds)
-                        : 0;
-        status.eta_ms = status.events_per_s > 0
-                            ? (status.target - status.position) * 1000 / status.events_per_s
-                            : 0;
-        if (Clock::now() - last_report > std::chrono::milliseconds(250)) {
-            report();
-            last_report = Clock::now();
-        }
-    }
+    model::fold_log(
+        store, state, model::FoldLimits{status.target, std::nullopt, read_batch},
+        [&](std::int64_t position) {
+            status.position = position;
+            check_cancel();
+            const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+            status.events_per_s =
+                seconds > 0
+                    ? static_cast<std::int64_t>(static_cast<double>(status.position) / seconds)
+                    : 0;
+            status.eta_ms = status.events_per_s > 0
+                                ? (status.target - status.position) * 1000 / status.events_per_s
+                                : 0;
+            if (Clock::now() - last_report > std::chrono::milliseconds(250)) {
+                report();
+                last_report = Clock::now();
+            }
+        });
     status.eta_ms = 0;
     const auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
@@ -189,16 +344,20 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.fold_ms = ms_since(started);
     report();
 
+    emptied.get();
+
     // 3. Every row, in bulk, into the shadow tables.
     const auto write_started = Clock::now();
     // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
     // shadow writes block nobody, so one transaction saves the commits.
-    ChunkedTx chunked(store, store.backend_name() == "sqlite" ? statements_per_tx : SIZE_MAX);
-    for (const auto& p : shadows) {
-        check_cancel();
-        p->write_all(chunked, state);
+    {
+        PipelinedBulkWrite bulk(store, statements_per_chunk, store.backend_name() == "sqlite");
+        for (const auto& p : shadows) {
+            check_cancel();
+            p->write_all(bulk, state);
+        }
+        bulk.finish();
     }
-    chunked.flush();
     status.write_ms = ms_since(write_started);
 
     // 4. Catch up with the live projector and swap, with the live checkpoints locked (their
@@ -206,7 +365,18 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.state = "swapping";
     report();
     const auto swap_started = Clock::now();
-    const bool rename_swap = store.backend_name() == "sqlite";
+    const bool sqlite = store.backend_name() == "sqlite";
+    // PostgreSQL: whether the role may rename the tables is asked table by table.
+    const auto owns_tables = [sqlite](SqlTx& tx, const std::string& table,
+                                      const std::string& shadow) {
+        return !sqlite && tx.query(
+                                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
+                                "AND tablename IN ($1, $2) "
+                                "AND pg_has_role(current_user, tableowner, 'USAGE') "
+                                "HAVING count(*) = 2",
+                                {table, shadow})
+                                  .size() == 1;
+    };
     std::vector<std::string> names_in_order;
     for (const auto& p : shadows) {
         names_in_order.emplace_back(p->name());
@@ -270,18 +440,19 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 const auto live_sum = checksum(tx, table).first;
                 const auto [new_sum, new_rows] = checksum(tx, shadow);
                 sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
-                if (rename_swap) {
-                    // SQLite: DDL is transactional and O(1); the old rows end up in the
-                    // shadow table, emptied after the swap.
+                if (sqlite || owns_tables(tx, table, shadow)) {
+                    // DDL is transactional on both backends and O(1); the old rows end up in
+                    // the shadow table, where the next rebuild empties them. (PostgreSQL
+                    // renames take an exclusive lock on both tables until the commit.)
                     tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
                     tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
                     tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
                 } else {
-                    // PostgreSQL: renaming needs the tables' owner, which the application
-                    // role need not be; copying needs only the grants it has.
+                    // PostgreSQL, run by an application role that does not own the tables
+                    // (MIGRATION_DATABASE_URL): renaming needs the owner; copying needs only
+                    // the grants the role has.
                     tx.exec("DELETE FROM " + table);
                     tx.exec("INSERT INTO " + table + " SELECT * FROM " + shadow);
-                    tx.exec("DELETE FROM " + shadow);
                 }
             }
         }
@@ -291,23 +462,6 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.checksums = std::move(sums);
     status.swapped_at = swapped_at;
     status.swap_ms = ms_since(swap_started);
-    if (rename_swap) {
-        // The replaced rows, now in the shadow tables, go in short transactions too.
-        for (const auto& table : live_tables) {
-            const std::string shadow = table + std::string(shadow_suffix);
-            for (;;) {
-                bool more = false;
-                store.commit_projections({}, [&](SqlTx& tx) {
-                    tx.exec("DELETE FROM " + shadow + " WHERE rowid IN (SELECT rowid FROM " +
-                            shadow + " LIMIT 5000)");
-                    more = !tx.query("SELECT 1 FROM " + shadow + " LIMIT 1").empty();
-                });
-                if (!more) {
-                    break;
-                }
-            }
-        }
-    }
     status.state = "done";
     status.target = status.swapped_at;
     status.finished_at_us = now_us();

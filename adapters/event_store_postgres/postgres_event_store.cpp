@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 
 #include <oe/kernel/batch_writer.hpp>
 #include <oe/kernel/group_commit.hpp>
@@ -204,7 +205,83 @@ class PgTx final : public SqlTx {
         return rows;
     }
 
+    void for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
+                      const std::function<void(const RowView&)>& each) override {
+        ParamList list(params);
+        const pqxx::result result = tx_.exec_params(std::string(sql), list.dynamic());
+        RowView view;
+        for (const auto& row : result) {
+            view.clear();
+            for (const auto& field : row) {
+                view.emplace_back(field.is_null()
+                                      ? std::nullopt
+                                      : std::optional<std::string_view>(
+                                            std::string_view(field.c_str(), field.size())));
+            }
+            each(view);
+        }
+    }
+
+    /// COPY … FROM STDIN in text format: no statement to parse, no parameter to bind.
+    void insert_rows(const std::string& table, const std::vector<std::string>& columns,
+                     const std::vector<SqlValue>& values) override {
+        const std::size_t width = columns.size();
+        if (width == 0 || values.size() % width != 0) {
+            throw std::invalid_argument("insert_rows: values do not fill whole rows");
+        }
+        if (values.empty()) {
+            return;
+        }
+        // libpqxx 6.4's stream_to writes only tuples of static types, and its raw-line write
+        // is private; the deprecated tablewriter still offers a public one. The text below is
+        // escaped for COPY here, so tablewriter's multibyte caveat (its own escaping) does not
+        // apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        pqxx::tablewriter copy(tx_, table, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+        std::string lines;
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            if (i % width != 0) {
+                lines.push_back('\t');
+            } else if (i != 0) {
+                lines.push_back('\n');
+            }
+            append_copy_text(lines, values[i]);
+        }
+        copy.write_raw_line(lines);  // The rows, newline-separated; it ends the last one.
+        copy.complete();
+    }
+
   private:
+    /// One value in COPY's text format: \N for NULL, backslash escapes for the separators.
+    static void append_copy_text(std::string& out, const SqlValue& value) {
+        if (std::holds_alternative<std::nullptr_t>(value)) {
+            out += "\\N";
+        } else if (const auto* number = std::get_if<std::int64_t>(&value)) {
+            out += std::to_string(*number);
+        } else {
+            for (const char c : std::get<std::string>(value)) {
+                switch (c) {
+                    case '\\':
+                        out += "\\\\";
+                        break;
+                    case '\t':
+                        out += "\\t";
+                        break;
+                    case '\n':
+                        out += "\\n";
+                        break;
+                    case '\r':
+                        out += "\\r";
+                        break;
+                    default:
+                        out.push_back(c);
+                }
+            }
+        }
+    }
+
     pqxx::work& tx_;
 };
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <future>
 #include <map>
 #include <stdexcept>
 #include <utility>
@@ -17,6 +16,7 @@
 #include <oe/kernel/time.hpp>
 #include <oe/model/commerce_state.hpp>
 #include <oe/model/config_keys.hpp>
+#include <oe/model/fold.hpp>
 #include <oe/pricing/pricing.hpp>
 
 namespace oe::app {
@@ -35,52 +35,13 @@ FinanceError not_found(std::string message) {
 
 // ---- Folding the log.
 
-/// Where a fold stopped: the last event applied and when it was recorded.
-struct FoldEnd {
-    std::int64_t position = 0;
-    std::int64_t recorded_at_us = 0;
-};
-
 /// Applies events 1..last_position (stopping early at the first event recorded after
-/// `until_us`, when given) to `state`, calling `also(event)` after each. Reads the log in
-/// large batches and fetches the next batch on a second thread while this one folds, so the
-/// read and the fold overlap (the store is called from one thread at a time).
-template <typename Also>
-FoldEnd fold_log(EventStore& store, CommerceState& state, std::int64_t last_position,
-                 std::optional<std::int64_t> until_us, Also&& also) {
-    // Never more than the prefix needs: an early order's audit reads a few events, not a batch.
-    const auto read_after = [&store, last_position](std::int64_t after) {
-        const auto wanted = static_cast<std::size_t>(last_position - after);
-        return store.read_all(after, std::min(wanted, finance_limits::replay_read_batch_events));
-    };
-    FoldEnd end;
-    if (last_position < 1) {
-        return end;
-    }
-    auto batch = read_after(0);
-    while (!batch.empty()) {
-        const std::int64_t batch_last = batch.back().global_position;
-        const bool more =
-            batch_last < last_position && (!until_us || batch.back().recorded_at_us <= *until_us);
-        std::future<std::vector<RecordedEvent>> next;
-        if (more) {
-            next = std::async(std::launch::async, read_after, batch_last);
-        }
-        for (const auto& event : batch) {
-            if (event.global_position > last_position ||
-                (until_us && event.recorded_at_us > *until_us)) {
-                return end;
-            }
-            state.apply(event);
-            also(event);
-            end = FoldEnd{event.global_position, event.recorded_at_us};
-        }
-        if (!more) {
-            break;
-        }
-        batch = next.get();
-    }
-    return end;
+/// `until_us`, when given) to `state`.
+model::FoldEnd fold_prefix(EventStore& store, CommerceState& state, std::int64_t last_position,
+                           std::optional<std::int64_t> until_us = std::nullopt) {
+    return model::fold_log(
+        store, state,
+        model::FoldLimits{last_position, until_us, finance_limits::replay_read_batch_events});
 }
 
 /// The prefix of the log `as_of` names, checked against the store: the last position to fold
@@ -266,8 +227,8 @@ Result<ReplayTable, FinanceError> replay(EventStore& store, const AsOf& as_of, R
         return prefix.error();
     }
     CommerceState state;
-    const auto end = fold_log(store, state, prefix.value().last_position, prefix.value().until_us,
-                              [](const RecordedEvent&) {});
+    const auto end =
+        fold_prefix(store, state, prefix.value().last_position, prefix.value().until_us);
     OE_INVARIANT(end.position >= 1, "a checked prefix holds at least one event");
     ReplayTable table;
     table.model = model;
@@ -557,7 +518,7 @@ Result<AuditReport, FinanceError> audit_order(EventStore& store, std::string_vie
     }
     const std::int64_t placed_position = record->event->global_position;
     CommerceState state;
-    fold_log(store, state, placed_position - 1, std::nullopt, [](const RecordedEvent&) {});
+    fold_prefix(store, state, placed_position - 1);
 
     AuditReport report;
     report.order_id = std::string(order_id);

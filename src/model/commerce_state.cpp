@@ -50,9 +50,13 @@ void CommerceState::clear() {
 }
 
 void CommerceState::apply(const RecordedEvent& event) {
+    apply(event, events::decode(event));
+}
+
+void CommerceState::apply(const RecordedEvent& event,
+                          const Result<events::DomainEvent, events::DecodeError>& decoded) {
     OE_INVARIANT(event.global_position > position_, "events are applied in order, once");
     position_ = event.global_position;
-    auto decoded = events::decode(event);
     if (!decoded.ok()) {
         if (is_foreign(decoded.error())) {
             return;

@@ -74,6 +74,16 @@ class SqlTx {
     virtual void exec(std::string_view sql, const std::vector<SqlValue>& params = {}) = 0;
     [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,
                                                     const std::vector<SqlValue>& params = {}) = 0;
+    /// Each column's text, nullopt for NULL; the views are valid during the callback only.
+    using RowView = std::vector<std::optional<std::string_view>>;
+    /// query() without keeping the rows: calls `each` once per row, in the query's order (for
+    /// scans of whole tables). The default runs query(); backends stream.
+    virtual void for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
+                              const std::function<void(const RowView&)>& each);
+    /// Inserts rows in bulk: `values` holds them one after another, columns.size() values
+    /// each. The default writes multi-row INSERT statements; PostgreSQL streams a COPY.
+    virtual void insert_rows(const std::string& table, const std::vector<std::string>& columns,
+                             const std::vector<SqlValue>& values);
 };
 
 /// A projection's checkpoint moving from `from` to `to` (see EventStore::commit_projections).

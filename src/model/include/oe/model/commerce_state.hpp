@@ -88,6 +88,9 @@ class CommerceState final : public DecisionState {
 
     [[nodiscard]] std::int64_t position() const override { return position_; }
     void apply(const RecordedEvent& event) override;
+    /// The same, with `event` already decoded (model::fold_log decodes on another thread).
+    void apply(const RecordedEvent& event,
+               const Result<events::DomainEvent, events::DecodeError>& decoded);
     void clear() override;
 
     [[nodiscard]] const PartnerState* partner(std::string_view id) const;

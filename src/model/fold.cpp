@@ -1,0 +1,84 @@
+#include <oe/model/fold.hpp>
+
+#include <algorithm>
+#include <future>
+#include <vector>
+
+#include <oe/events/events.hpp>
+#include <oe/kernel/event_store.hpp>
+#include <oe/model/commerce_state.hpp>
+
+namespace oe::model {
+
+namespace {
+
+/// One read of the log, decoded.
+struct Batch {
+    std::vector<RecordedEvent> events;
+    std::vector<Result<events::DomainEvent, events::DecodeError>> decoded;
+};
+
+/// Reads a batch and decodes its first part; the folding thread decodes the rest (reading
+/// and decoding cost more than applying, so the two threads share the decoding).
+Batch read_decoded(EventStore& store, std::int64_t after, std::size_t count) {
+    Batch batch;
+    batch.events = store.read_all(after, count);
+    const std::size_t here = batch.events.size() * 2 / 5;
+    batch.decoded.reserve(batch.events.size());
+    for (std::size_t i = 0; i < here; ++i) {
+        batch.decoded.push_back(events::decode(batch.events[i]));
+    }
+    return batch;
+}
+
+void decode_rest(Batch& batch) {
+    for (std::size_t i = batch.decoded.size(); i < batch.events.size(); ++i) {
+        batch.decoded.push_back(events::decode(batch.events[i]));
+    }
+}
+
+}  // namespace
+
+FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limits,
+                 const FoldProgress& progress) {
+    FoldEnd end{state.position(), 0};
+    // Never more than the prefix needs: an early order's audit reads a few events, not a batch.
+    const auto read_after = [&store, &limits](std::int64_t after) {
+        const auto wanted = static_cast<std::size_t>(limits.last_position - after);
+        return read_decoded(store, after, std::min(wanted, limits.batch_events));
+    };
+    if (limits.last_position <= state.position()) {
+        return end;
+    }
+    auto batch = read_after(state.position());
+
+    while (!batch.events.empty()) {
+        const auto& last = batch.events.back();
+        const bool more = last.global_position < limits.last_position &&
+                          (!limits.until_us || last.recorded_at_us <= *limits.until_us);
+        std::future<Batch> next;
+        if (more) {
+            next = std::async(std::launch::async, read_after, last.global_position);
+        }
+        decode_rest(batch);
+        for (std::size_t i = 0; i < batch.events.size(); ++i) {
+            const auto& event = batch.events[i];
+            if (event.global_position > limits.last_position ||
+                (limits.until_us && event.recorded_at_us > *limits.until_us)) {
+                return end;
+            }
+            state.apply(event, batch.decoded[i]);
+            end = FoldEnd{event.global_position, event.recorded_at_us};
+        }
+        if (progress) {
+            progress(end.position);
+        }
+        if (!more) {
+            break;
+        }
+        batch = next.get();
+    }
+    return end;
+}
+
+}  // namespace oe::model
