@@ -989,7 +989,12 @@ void grant_application_role(pqxx::work& tx, const std::string& app_role) {
         "REVOKE ALL ON oe_schema_migrations FROM {0}; "
         "GRANT SELECT ON oe_schema_migrations TO {0}; "
         "GRANT EXECUTE ON FUNCTION oe_append_batch(int[], int[], text[], bigint[], int[], "
-        "text[], int[], json[], json[]) TO {0}",
+        "text[], int[], json[], json[]) TO {0}; "
+        // A rebuild empties its shadow tables; TRUNCATE frees them at once where DELETE
+        // would leave every row dead until a vacuum.
+        "GRANT TRUNCATE ON rm_partners_rebuild, rm_warehouses_rebuild, rm_pricing_rebuild, "
+        "rm_credit_rebuild, rm_stock_rebuild, rm_orders_rebuild, rm_system_config_rebuild "
+        "TO {0}",
         role));
 }
 
