@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
 # Checkout while read models are rebuilt (issue 6's target: p99 rises < 25 %): POST /api/orders
 # with wrk (keep-alive, fresh Idempotency-Keys), first alone, then while full rebuilds
-# (POST /api/admin/projections/all/rebuild) run back to back. SQLite, `serve --demo`.
-#   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections]
+# (POST /api/admin/projections/all/rebuild) run back to back. `serve --demo` on a fresh SQLite
+# file or PostgreSQL database (OE_TEST_PG_ADMIN_URL, as scripts/with-test-services sets it).
+#   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections] [sqlite|postgresql]
 set -euo pipefail
-bin=${1:?usage: rebuild_checkout_bench.sh <orderengine> [seconds] [connections]}
+bin=${1:?usage: rebuild_checkout_bench.sh <orderengine> [seconds] [connections] [sqlite|postgresql]}
 seconds=${2:-15}
 connections=${3:-16}
+backend=${4:-sqlite}
+# PACE_MS=30: each connection waits that long between orders (about 500 orders/s with 16
+# connections: a steady load instead of as many as the server takes).
+pace_ms=${PACE_MS:-0}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
 work=$(mktemp -d)
 server=""
-trap '[[ -n "$server" ]] && kill -TERM "$server" 2>/dev/null; rm -rf "$work"' EXIT
+pg_db=""
+cleanup() {
+    [[ -n "$server" ]] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    [[ -n "$pg_db" ]] && psql -q "$OE_TEST_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export AUTH_JWT_SECRET=bench-secret
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 erp_port=$(free_port)
 base="http://127.0.0.1:$port"
-DATABASE_URL="sqlite://$work/bench.db" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
+if [[ "$backend" == postgresql ]]; then
+    pg_db="oe_rebuild_checkout_$$"
+    psql -q "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" -c "CREATE DATABASE $pg_db" >/dev/null
+    db_url="${OE_TEST_PG_ADMIN_URL%/*}/$pg_db"
+else
+    db_url="sqlite://$work/bench.db"
+fi
+DATABASE_URL="$db_url" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
 server=$!
 until curl -fs "$base/health" >/dev/null; do sleep 0.05; done
 token=$("$bin" token --role reseller --partner P-004)
@@ -38,6 +56,7 @@ function setup(thread)
     thread:set("id", threads)
 end
 local counter = 0
+$(if ((pace_ms > 0)); then echo "function delay() return $pace_ms end"; fi)
 request = function()
     counter = counter + 1
     return wrk.format("POST", "/api/orders", {
@@ -74,7 +93,7 @@ last=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" |
 import json, sys
 r = json.load(sys.stdin)["rebuild"]
 print(r["state"], r["position"], r["events_per_s"], all(c["identical"] for c in r["checksums"]))')
-echo "Checkout (POST /api/orders, wrk -t2 -c$connections, ${seconds} s each) with and without full rebuilds, SQLite:"
+echo "Checkout (POST /api/orders, wrk -t2 -c$connections, ${seconds} s each, pace ${pace_ms} ms) with and without full rebuilds, $backend:"
 echo
 echo "| run | orders/s | p50 | p99 |"
 # (Non-2xx answers would show in wrk's output; the partner never runs out of credit or stock.)
