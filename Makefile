@@ -60,7 +60,9 @@ bench: build
 	@scripts/with-test-services bench/http_bench.sh $(ORDERENGINE) 10 16 postgresql
 	@bench/erp_bench.sh $(ORDERENGINE) 10 60 3000
 	@scripts/with-test-services $(BUILD)/bench/rebuild_bench --backend both --events 1000000
-	@bench/rebuild_checkout_bench.sh $(ORDERENGINE) 15 16
+	@for load in 0 30; do for backend in sqlite postgresql; do \
+		PACE_MS=$$load scripts/with-test-services bench/rebuild_checkout_bench.sh $(ORDERENGINE) 15 16 $$backend \
+		|| exit 1; done; done
 
 format:
 	@scripts/check-format --fix
