@@ -211,6 +211,23 @@ CREATE TABLE rm_stock_rebuild (LIKE rm_stock INCLUDING ALL);
 CREATE TABLE rm_orders_rebuild (LIKE rm_orders INCLUDING ALL);
 CREATE TABLE rm_system_config_rebuild (LIKE rm_system_config INCLUDING ALL);
 )sql"},
+        {4, "appends record their transaction's time, so a batch of decisions knows it ahead",
+         R"sql(
+-- oe_append_batch stamped events with GREATEST(clock_timestamp(), the last recorded_at); with
+-- now() (the transaction's start) every append of a transaction gets the same, predictable
+-- time, and it still never goes backwards along the log. Only that expression changes.
+DO $migration$
+DECLARE
+    v_definition text := pg_get_functiondef('oe_append_batch(int[], int[], text[], bigint[], '
+        'int[], text[], int[], json[], json[])'::regprocedure);
+BEGIN
+    IF position('GREATEST(clock_timestamp(),' IN v_definition) = 0 THEN
+        RAISE EXCEPTION 'oe_append_batch is not the version migration 1 created';
+    END IF;
+    EXECUTE replace(v_definition, 'GREATEST(clock_timestamp(),', 'GREATEST(now(),');
+END
+$migration$;
+)sql"},
     };
     return all;
 }

@@ -765,12 +765,30 @@ class PostgresEventStore final : public EventStore {
         }
     }
 
+    /// A staged append whose outcome the database did not confirm (see DecisionTx::stage).
+    class StagedMismatch final : public StoreError {
+      public:
+        using StoreError::StoreError;
+    };
+
     /// The write transaction of a batch with decisions: the append lock is taken first, so
-    /// the catch-up read and every decision see all that is committed.
+    /// the catch-up read and every decision see all that is committed. With `staging`, the
+    /// decisions' appends go to oe_append_batch together, in one round trip at the end,
+    /// instead of one round trip each: under the lock their outcome is known in advance.
     class DecisionTx final : public WriteTransaction {
       public:
-        DecisionTx(PostgresEventStore& store, pqxx::work& tx) : store_(store), tx_(tx) {
-            tx_.exec(fmt::format("SELECT pg_advisory_xact_lock({})", append_lock_key));
+        DecisionTx(PostgresEventStore& store, pqxx::work& tx, bool staging)
+            : store_(store), tx_(tx), staging_(staging) {
+            // Two statements, one round trip: the lock, then (under it) the time every append
+            // of this transaction records — oe_append_batch's GREATEST(now(), the last
+            // recorded_at), computed the same way.
+            const auto row = tx_.exec(fmt::format(
+                "SELECT pg_advisory_xact_lock({}); "
+                "SELECT GREATEST((extract(epoch FROM now()) * 1000000)::bigint, COALESCE(("
+                "SELECT (extract(epoch FROM recorded_at) * 1000000)::bigint FROM oe_events "
+                "ORDER BY global_position DESC LIMIT 1), 0))",
+                append_lock_key));
+            recorded_at_us_ = row.at(0).at(0).as<std::int64_t>();
         }
 
         std::vector<RecordedEvent> read_after(std::int64_t position,
@@ -783,10 +801,7 @@ class PostgresEventStore final : public EventStore {
             PendingAppend one;
             one.streams = streams;
             std::vector<PendingAppend*> single{&one};
-            const BatchArguments args = batch_arguments(single);
-            const auto rows = tx_.exec_prepared(
-                "append", args.append_slot_end, args.slot_event_end, args.stream_id, args.expected,
-                args.event_slot, args.type, args.schema_version, args.data, args.metadata);
+            const auto rows = call(single);
             if (rows.size() != 1) {
                 throw StoreError("oe_append_batch answered a wrong number of rows");
             }
@@ -800,9 +815,69 @@ class PostgresEventStore final : public EventStore {
             return result;
         }
 
+        std::optional<Result<AppendResult, AppendError>> stage(
+            const std::vector<StreamAppend>& streams, std::int64_t head,
+            std::vector<RecordedEvent>* written) override {
+            if (!staging_ || written == nullptr) {
+                return std::nullopt;
+            }
+            AppendResult predicted;
+            predicted.first_position = head + 1;
+            predicted.last_position = head;
+            for (const auto& stream : streams) {
+                if (stream.expected.is_any()) {
+                    return std::nullopt;  // Its version is the database's to say.
+                }
+                const auto count = static_cast<std::int64_t>(stream.events.size());
+                predicted.stream_versions.push_back(stream.expected.encoded() + count);
+                predicted.last_position += count;
+            }
+            auto& entry = staged_.emplace_back();
+            entry.pending.streams = streams;
+            entry.predicted = predicted;
+            synthesize(streams, predicted, recorded_at_us_, *written);
+            return Result<AppendResult, AppendError>(predicted);
+        }
+
+        void flush_staged() override {
+            if (staged_.empty()) {
+                return;
+            }
+            std::vector<PendingAppend*> batch;
+            for (auto& entry : staged_) {
+                batch.push_back(&entry.pending);
+            }
+            const auto rows = call(batch);
+            if (rows.size() != staged_.size()) {
+                throw StagedMismatch("oe_append_batch answered a wrong number of rows");
+            }
+            for (std::size_t i = 0; i < staged_.size(); ++i) {
+                const auto& row = rows[static_cast<pqxx::result::size_type>(i)];
+                const auto result = read_result(row);
+                const auto& predicted = staged_[i].predicted;
+                if (!result.ok() || result.value().first_position != predicted.first_position ||
+                    result.value().last_position != predicted.last_position ||
+                    result.value().stream_versions != predicted.stream_versions ||
+                    row[7].as<std::int64_t>() != recorded_at_us_) {
+                    throw StagedMismatch(
+                        fmt::format("a staged append at position {} did not land as decided",
+                                    predicted.first_position));
+                }
+                head_ = std::max(head_, predicted.last_position);
+            }
+            staged_.clear();
+        }
+
         [[nodiscard]] std::int64_t head() const { return head_; }
 
       private:
+        pqxx::result call(std::vector<PendingAppend*>& batch) {
+            const BatchArguments args = batch_arguments(batch);
+            return tx_.exec_prepared("append", args.append_slot_end, args.slot_event_end,
+                                     args.stream_id, args.expected, args.event_slot, args.type,
+                                     args.schema_version, args.data, args.metadata);
+        }
+
         /// The events exactly as the function stored them (same order, positions, versions).
         static void synthesize(const std::vector<StreamAppend>& streams, const AppendResult& r,
                                std::int64_t recorded_at_us, std::vector<RecordedEvent>& out) {
@@ -819,21 +894,53 @@ class PostgresEventStore final : public EventStore {
             }
         }
 
+        struct Staged {
+            PendingAppend pending;
+            AppendResult predicted;
+        };
+
         PostgresEventStore& store_;
         pqxx::work& tx_;
+        bool staging_;
+        std::int64_t recorded_at_us_ = 0;
         std::int64_t head_ = 0;
+        std::vector<Staged> staged_;
     };
 
     void commit_decision_batch(std::vector<PendingAppend*>& batch) {
+        try {
+            commit_decisions(batch, true);
+        } catch (const StagedMismatch& e) {
+            // Rare: a stream a decision took for new exists (another instance stored the same
+            // idempotency record first, say). Nothing was committed; the state holds the
+            // staged events, so it starts over from the log, and the batch runs again with a
+            // round trip per append, which reports that conflict to its caller alone.
+            log(LogLevel::warn, "staged decisions did not land as decided; deciding again",
+                {{"why", e.what()}});
+            batch_state(batch)->clear();
+            for (PendingAppend* pending : batch) {
+                pending->result.reset();
+                pending->failure = nullptr;
+                if (pending->decide) {
+                    pending->streams.clear();
+                }
+            }
+            commit_decisions(batch, false);
+        }
+    }
+
+    void commit_decisions(std::vector<PendingAppend*>& batch, bool staging) {
         std::int64_t head = 0;
         bool sent_commit = false;
         try {
             pqxx::work tx(*writer_);
-            DecisionTx decisions(*this, tx);
+            DecisionTx decisions(*this, tx, staging);
             run_batch(decisions, batch);
             head = decisions.head();
             sent_commit = true;
             tx.commit();
+        } catch (const StagedMismatch&) {
+            throw;  // Rolled back; the caller decides again.
         } catch (const std::exception& e) {
             batch_state(batch)->clear();  // It may hold events that were never committed.
             const bool broken = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||

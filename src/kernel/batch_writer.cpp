@@ -55,14 +55,21 @@ void run_batch(WriteTransaction& tx, std::vector<PendingAppend*>& batch) {
             pending->streams = std::move(streams);
         }
         written.clear();
-        auto result = tx.write(pending->streams, state != nullptr ? &written : nullptr);
-        if (result.ok() && state != nullptr) {
+        auto staged = state != nullptr ? tx.stage(pending->streams, state->position(), &written)
+                                       : std::nullopt;
+        if (!staged) {
+            tx.flush_staged();  // What was staged goes first: positions follow the order.
+            written.clear();
+            staged = tx.write(pending->streams, state != nullptr ? &written : nullptr);
+        }
+        if (staged->ok() && state != nullptr) {
             for (const auto& event : written) {
                 state->apply(event);
             }
         }
-        pending->result.emplace(std::move(result));
+        pending->result.emplace(std::move(*staged));
     }
+    tx.flush_staged();
 }
 
 }  // namespace oe

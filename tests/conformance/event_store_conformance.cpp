@@ -885,6 +885,41 @@ TEST_CASE("decide_and_append: the decision sees every committed event, from any 
     }
 }
 
+TEST_CASE("decide_and_append: a decision that takes an existing stream for new gets the conflict") {
+    // The decision's state does not track stream "taken-1" (as the write model does not track
+    // idempotency records); another instance wrote it. The conflict reaches this caller alone
+    // (on PostgreSQL after the staged batch is rolled back and decided again), and the state
+    // stays exact.
+    TestDatabase db(backend);
+    auto a = db.open();
+    auto b = db.open();
+    Balances state;
+    must_append(*a, {to("account-A", ExpectedVersion::no_stream(), {money("Deposited", "A", 50)})});
+    REQUIRE(a->decide_and_append(state, [] { return std::vector<StreamAppend>{}; }).ok());
+    must_append(*b, {to("taken-1", ExpectedVersion::no_stream(), {money("Deposited", "T", 1)})});
+    int runs = 0;
+    auto conflict = a->decide_and_append(state, [&]() -> std::vector<StreamAppend> {
+        ++runs;
+        return {to("account-A", ExpectedVersion::exact(1), {money("Withdrawn", "A", 20)}),
+                to("taken-1", ExpectedVersion::no_stream(), {money("Deposited", "T", 2)})};
+    });
+    REQUIRE_FALSE(conflict.ok());
+    CHECK(conflict.error().reason == AppendRejected::wrong_expected_version);
+    CHECK(conflict.error().stream_id == "taken-1");
+    CHECK(a->head_position() == 2);  // Nothing of it was written.
+    // PostgreSQL staged the append (one run), found the conflict, and decided again.
+    CHECK(runs == (backend == oe::test::Backend::postgresql ? 2 : 1));
+    // The next decision sees the log as it is: A still holds 50, T holds 1.
+    auto next = a->decide_and_append(state, [&]() -> std::vector<StreamAppend> {
+        return {to("account-A", ExpectedVersion::exact(1), {money("Withdrawn", "A", 20)})};
+    });
+    REQUIRE(next.ok());
+    CHECK(next.value().first_position == 3);
+    CHECK(state.balance("A") == 30);
+    CHECK(state.balance("T") == 1);
+    CHECK(state.position() == 3);
+}
+
 // DuckDB's money-conservation shape: many threads on two instances move money out of shared
 // accounts; the decision refuses overdrafts; the invariant is checked on the log afterwards and
 // by a reader while it runs.

@@ -51,6 +51,10 @@ class CommandService {
         std::optional<Rejection> rejection;
         std::vector<StreamAppend> appended;
         auto result = store_.decide_and_append(state_, [&]() -> std::vector<StreamAppend> {
+            // A store may run a decision again (PostgreSQL, when a staged batch did not land
+            // as decided): only the last run counts.
+            rejection.reset();
+            appended.clear();
             auto decision = decide(command, state_, metadata);
             std::optional<StreamAppend> extra;
             if (companion) {

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <oe/kernel/event.hpp>
@@ -23,6 +24,21 @@ class WriteTransaction {
     /// when `written` is given, fills it with the events exactly as stored.
     [[nodiscard]] virtual Result<AppendResult, AppendError> write(
         const std::vector<StreamAppend>& streams, std::vector<RecordedEvent>* written) = 0;
+
+    /// A backend whose round trips are dear may stage a decision's append instead of writing
+    /// it: when it can predict the outcome exactly (positions follow `head`, the log's head
+    /// once the earlier appends are in; every stream has an exact or no-stream expectation),
+    /// it returns that outcome and fills `written`, and sends the staged appends later, all in
+    /// one go, at flush_staged(). Nothing: write() it (after flush_staged()).
+    [[nodiscard]] virtual std::optional<Result<AppendResult, AppendError>> stage(
+        const std::vector<StreamAppend>& /*streams*/, std::int64_t /*head*/,
+        std::vector<RecordedEvent>* /*written*/) {
+        return std::nullopt;
+    }
+    /// Sends what stage() kept. Throws when the store's outcome differs from a prediction
+    /// (a stream the decision thought new exists, say); the caller then rolls back, clears the
+    /// state and runs the batch again without staging.
+    virtual void flush_staged() {}
 };
 
 /// Runs a group-commit batch inside `tx` (the backend begins and commits it): when the batch
