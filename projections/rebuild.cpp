@@ -77,11 +77,12 @@ class RowHash {
 };
 
 /// The sum (mod 2^64) of every row's hash: independent of row order, so neither a sort nor a
-/// collation can change it.
-std::pair<std::string, std::int64_t> checksum(SqlTx& tx, const std::string& table) {
+/// collation can change it. `scan(each)` calls `each` once per row.
+template <typename Scan>
+std::pair<std::string, std::int64_t> checksum_of(Scan&& scan) {
     std::uint64_t sum = 0;
     std::int64_t rows = 0;
-    tx.for_each_row("SELECT * FROM " + table, {}, [&](const SqlTx::RowView& row) {
+    scan([&](const SqlTx::RowView& row) {
         RowHash hash;
         for (const auto& value : row) {
             hash.add(value);
@@ -449,8 +450,17 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         for (std::size_t i = 0; i < shadows.size(); ++i) {
             for (const auto& table : shadows[i]->tables()) {
                 const std::string shadow = table + std::string(shadow_suffix);
-                const auto live_sum = checksum(tx, table).first;
-                const auto [new_sum, new_rows] = checksum(tx, shadow);
+                // Both sides at once: the live table through a reader connection (nothing
+                // can change it while its checkpoint is locked, so every reader sees what
+                // this transaction sees), the shadow table here, where the catch-up went.
+                auto live_scan = std::async(std::launch::async, [&store, &table] {
+                    return checksum_of(
+                        [&](const auto& each) { store.scan("SELECT * FROM " + table, {}, each); });
+                });
+                const auto [new_sum, new_rows] = checksum_of([&](const auto& each) {
+                    tx.for_each_row("SELECT * FROM " + shadow, {}, each);
+                });
+                const auto live_sum = live_scan.get().first;
                 sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
                 if (sqlite || owns_tables(tx, table, shadow)) {
                     // DDL is transactional on both backends and O(1); the old rows end up in

@@ -558,6 +558,17 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
+    void scan(std::string_view sql, const std::vector<SqlValue>& params,
+              const std::function<void(const SqlTx::RowView&)>& each) override {
+        with_reader("scanning a read model", [&](pqxx::connection& conn) {
+            pqxx::work tx(conn);
+            PgTx reader(tx);
+            reader.for_each_row(sql, params, each);
+            tx.commit();
+            return 0;
+        });
+    }
+
     std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
         return with_reader("querying a read model", [&](pqxx::connection& conn) {
             pqxx::work tx(conn);

@@ -316,6 +316,13 @@ class SqliteEventStore final : public EventStore {
         return tx.query(sql, params);
     }
 
+    void scan(std::string_view sql, const std::vector<SqlValue>& params,
+              const std::function<void(const SqlTx::RowView&)>& each) override {
+        auto reader = lease();
+        SqliteTx tx(reader->db);
+        tx.for_each_row(sql, params, each);
+    }
+
     void with_checkpoints_locked(const std::vector<std::string>& projections,
                                  const LockedCheckpoints& apply) override {
         // BEGIN IMMEDIATE takes the database's write lock: no projector commits meanwhile.

@@ -56,6 +56,18 @@ void SqlTx::insert_rows(const std::string& table, const std::vector<std::string>
     }
 }
 
+void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
+                      const std::function<void(const SqlTx::RowView&)>& each) {
+    SqlTx::RowView view;
+    for (const auto& row : query(sql, params)) {
+        view.clear();
+        for (const auto& value : row) {
+            view.emplace_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
+        }
+        each(view);
+    }
+}
+
 void SqlTx::for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                          const std::function<void(const RowView&)>& each) {
     RowView view;

@@ -183,6 +183,10 @@ class EventStore {
     /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
     [[nodiscard]] virtual std::vector<SqlRow> query(std::string_view sql,
                                                     const std::vector<SqlValue>& params = {}) = 0;
+    /// query() without keeping the rows (see SqlTx::for_each_row), on a reader connection.
+    /// The default runs query(); backends stream.
+    virtual void scan(std::string_view sql, const std::vector<SqlValue>& params,
+                      const std::function<void(const SqlTx::RowView&)>& each);
 
     /// The lease named `name` when no other holder has it (PostgreSQL: a session advisory lock
     /// on a connection of its own; SQLite: an exclusive lock on a file beside the database),
