@@ -56,10 +56,13 @@ void SqlTx::insert_rows(const std::string& table, const std::vector<std::string>
     }
 }
 
-void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
-                      const std::function<void(const SqlTx::RowView&)>& each) {
+namespace {
+
+/// Hands each kept row to `each` as a view (the defaults of the streaming reads).
+void each_view(const std::vector<SqlRow>& rows,
+               const std::function<void(const SqlTx::RowView&)>& each) {
     SqlTx::RowView view;
-    for (const auto& row : query(sql, params)) {
+    for (const auto& row : rows) {
         view.clear();
         for (const auto& value : row) {
             view.emplace_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
@@ -68,16 +71,16 @@ void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
     }
 }
 
+}  // namespace
+
+void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
+                      const std::function<void(const SqlTx::RowView&)>& each) {
+    each_view(query(sql, params), each);
+}
+
 void SqlTx::for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                          const std::function<void(const RowView&)>& each) {
-    RowView view;
-    for (const auto& row : query(sql, params)) {
-        view.clear();
-        for (const auto& value : row) {
-            view.emplace_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
-        }
-        each(view);
-    }
+    each_view(query(sql, params), each);
 }
 
 CorruptEvent::CorruptEvent(std::int64_t position, const std::string& why)
