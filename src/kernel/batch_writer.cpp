@@ -55,8 +55,13 @@ void run_batch(WriteTransaction& tx, std::vector<PendingAppend*>& batch) {
             pending->streams = std::move(streams);
         }
         written.clear();
-        auto staged = state != nullptr ? tx.stage(pending->streams, state->position(), &written)
-                                       : std::nullopt;
+        // Only decisions are staged: their expectations come from the exact state, so they
+        // hold but for streams the state does not track. A plain append's expectation is its
+        // caller's guess, and a wrong one is an ordinary conflict, not a reason to decide the
+        // batch again.
+        auto staged = state != nullptr && pending->decide
+                          ? tx.stage(pending->streams, state->position(), &written)
+                          : std::nullopt;
         if (!staged) {
             tx.flush_staged();  // What was staged goes first: positions follow the order.
             written.clear();
