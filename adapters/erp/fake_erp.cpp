@@ -19,6 +19,7 @@
 #include <boost/json.hpp>
 
 #include <oe/erp/wire.hpp>
+#include <oe/kernel/json_text.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/time.hpp>
 
@@ -274,19 +275,26 @@ struct FakeErp::Impl {
                 return put_mode(request.body());
             }
             if (method == http::verb::get) {
-                return json_reply(200, mode_json());
+                return mode_reply();
             }
         }
         return sim_error(404, "no such /_sim route");
     }
 
-    json::value mode_json() const {
-        return {{"fail_rate", mode.fail_rate},
-                {"latency_ms", mode.latency_ms},
-                {"down", mode.down},
-                {"reject_rate", mode.reject_rate},
-                {"fault", mode.fault.empty() ? json::value(nullptr) : json::value(mode.fault)},
-                {"hang_ms", mode.hang_ms}};
+    /// The mode as JSON, rates written the way they were given ("0.3", not Boost.JSON's
+    /// "3E-1").
+    Reply mode_reply() const {
+        std::string fault = "null";
+        if (!mode.fault.empty()) {
+            fault.clear();
+            append_json_string(fault, mode.fault);
+        }
+        return Reply{200,
+                     fmt::format(R"({{"fail_rate":{},"latency_ms":{},"down":{},"reject_rate":{},)"
+                                 R"("fault":{},"hang_ms":{}}})",
+                                 mode.fail_rate, mode.latency_ms, mode.down, mode.reject_rate,
+                                 fault, mode.hang_ms),
+                     "application/json", false};
     }
 
     Reply put_mode(std::string_view text) {
@@ -332,7 +340,7 @@ struct FakeErp::Impl {
             }
         }
         mode = next;
-        return json_reply(200, mode_json());
+        return mode_reply();
     }
 
     json::array stock_rows(std::string_view sku_key, std::string_view warehouse_key) const {

@@ -74,6 +74,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -d '{"fail_rate":3}' "$erp/
 check "/_sim/mode refuses a fail_rate above 1 (400)" [ "$code" == 400 ]
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -d '{"bogus":1}' "$erp/_sim/mode")
 check "/_sim/mode refuses unknown fields (400)" [ "$code" == 400 ]
+mode=$(curl -fs -X PUT -d '{"fail_rate":0.25}' "$erp/_sim/mode")
+check "/_sim/mode answers the mode with plain decimals ($mode)" \
+    [ "$mode" == '{"fail_rate":0.25,"latency_ms":0,"down":false,"reject_rate":0,"fault":null,"hang_ms":30000}' ]
+curl -fs -X PUT -d '{"fail_rate":0}' "$erp/_sim/mode" >/dev/null
 check "ERP_URL that is not http:// makes serve exit 2" \
     bash -c "ERP_URL=ftp://x DATABASE_URL='sqlite://$work/x.db' '$bin' serve 2>/dev/null; [[ \$? == 2 ]]"
 
