@@ -11,38 +11,8 @@ seconds=${2:-10}
 connections=${3:-16}
 backend=${4:-sqlite}
 command -v wrk >/dev/null || { echo "http_bench: wrk is not installed (apt-get install wrk)"; exit 2; }
-work=$(mktemp -d)
-server=""
-pg_db=""
-cleanup() {
-    [[ -n "$server" ]] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
-    [[ -n "$pg_db" ]] && psql -q "$OE_TEST_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export AUTH_JWT_SECRET=bench-secret
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-erp_port=$(free_port)
-if [[ "$backend" == postgresql ]]; then
-    pg_db="oe_http_bench_$$"
-    psql -q "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" -c "CREATE DATABASE $pg_db" >/dev/null
-    db_url="${OE_TEST_PG_ADMIN_URL%/*}/$pg_db"
-else
-    db_url="sqlite://$work/bench.db"
-fi
-DATABASE_URL="$db_url" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
-server=$!
-until curl -fs "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.05; done
-token=$("$bin" token --role reseller --partner P-004)  # PLATINUM, ID-JI: WH-SBY.
-admin=$("$bin" token --role admin)
-curl -fs -X PATCH -H "Authorization: Bearer $admin" -H "Idempotency-Key: b-1" \
-    -d '{"credit_limit":1000000000000000}' "http://127.0.0.1:$port/api/admin/partners/P-004" >/dev/null
-curl -fs -X PUT "http://127.0.0.1:$erp_port/_sim/stock" -d '[
-    {"sku":"SNS-SPF50-50","warehouse_id":"WH-SBY","on_hand":100000000},
-    {"sku":"MSK-SHEET-5","warehouse_id":"WH-SBY","on_hand":100000000}]' >/dev/null
-curl -fs -X POST -H "Authorization: Bearer $admin" -H "Idempotency-Key: b-2" \
-    "http://127.0.0.1:$port/api/admin/erp/sync" >/dev/null
+source "$(dirname "$0")/demo-server.sh"
+start_demo_server "$bin" "$backend" oe_http_bench
 
 # Every request a fresh Idempotency-Key: wrk's threads each number their own requests.
 cat >"$work/order.lua" <<LUA
@@ -79,14 +49,14 @@ run() {  # run <name> <wrk args...>
 
 printf '| %-34s | %12s | %9s | %9s | %8s |\n' "scenario ($connections conns, ${seconds}s)" "req/s" "p50" "p99" "non-2xx"
 printf '|------------------------------------|--------------|-----------|-----------|----------|\n'
-run "GET /api/catalog" -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/catalog"
-run "POST /api/orders (new key each)" -s "$work/order.lua" "http://127.0.0.1:$port"
+run "GET /api/catalog" -H "Authorization: Bearer $token" "$base/api/catalog"
+run "POST /api/orders (new key each)" -s "$work/order.lua" "$base"
 # About 500 orders/s: each connection waits `delay` ms before its next request (wrk's own
 # pacing; wrk2 is not in Debian), so the rate is measured, not promised.
 sed 's/^request = function()/function delay()\n    return 30\nend\nrequest = function()/' \
     "$work/order.lua" | sed 's/bench-%d-%d/steady-%d-%d/' >"$work/steady.lua"
-run "POST /api/orders at ~500/s (paced)" -s "$work/steady.lua" "http://127.0.0.1:$port"
+run "POST /api/orders at ~500/s (paced)" -s "$work/steady.lua" "$base"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 echo
 echo "backend: $backend; server RSS after the runs: $((rss_kb / 1024)) MB"
-curl -s "http://127.0.0.1:$port/metrics" | grep -E '^orders_placed_total|^order_failures_total' || true
+curl -s "$base/metrics" | grep -E '^orders_placed_total|^order_failures_total' || true

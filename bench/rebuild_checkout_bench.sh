@@ -13,39 +13,8 @@ backend=${4:-sqlite}
 # connections: a steady load instead of as many as the server takes).
 pace_ms=${PACE_MS:-0}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
-work=$(mktemp -d)
-server=""
-pg_db=""
-cleanup() {
-    [[ -n "$server" ]] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
-    [[ -n "$pg_db" ]] && psql -q "$OE_TEST_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export AUTH_JWT_SECRET=bench-secret
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-erp_port=$(free_port)
-base="http://127.0.0.1:$port"
-if [[ "$backend" == postgresql ]]; then
-    pg_db="oe_rebuild_checkout_$$"
-    psql -q "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" -c "CREATE DATABASE $pg_db" >/dev/null
-    db_url="${OE_TEST_PG_ADMIN_URL%/*}/$pg_db"
-else
-    db_url="sqlite://$work/bench.db"
-fi
-DATABASE_URL="$db_url" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
-server=$!
-until curl -fs "$base/health" >/dev/null; do sleep 0.05; done
-token=$("$bin" token --role reseller --partner P-004)
-admin=$("$bin" token --role admin)
-# Credit and stock that never run out, so every order goes through credit, stock and routing.
-curl -fs -X PATCH -H "Authorization: Bearer $admin" -H "Idempotency-Key: credit" \
-    -d '{"credit_limit":1000000000000000}' "$base/api/admin/partners/P-004" >/dev/null
-curl -fs -X PUT "http://127.0.0.1:$erp_port/_sim/stock" -d '[
-    {"sku":"SNS-SPF50-50","warehouse_id":"WH-SBY","on_hand":100000000},
-    {"sku":"MSK-SHEET-5","warehouse_id":"WH-SBY","on_hand":100000000}]' >/dev/null
-curl -fs -X POST -H "Authorization: Bearer $admin" -H "Idempotency-Key: sync" "$base/api/admin/erp/sync" >/dev/null
+source "$(dirname "$0")/demo-server.sh"
+start_demo_server "$bin" "$backend" oe_rebuild_checkout
 run=0
 wrk_orders() {  # wrk_orders <seconds> → p50 p99 rps
     run=$((run + 1))
