@@ -44,10 +44,10 @@ void decode_rest(Batch& batch) {
 FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limits,
                  const FoldProgress& progress) {
     FoldEnd end{state.position(), 0};
-    // Never more than the prefix needs: an early order's audit reads a few events, not a batch.
     // The reading thread's share of the decoding, per mille, balanced batch by batch: reading
     // costs more on PostgreSQL than on SQLite, so no fixed split suits both.
     int share = 400;
+    // Never more than the prefix needs: an early order's audit reads a few events, not a batch.
     const auto read_after = [&store, &limits](std::int64_t after, int reader_share) {
         const auto wanted = static_cast<std::size_t>(limits.last_position - after);
         return read_decoded(store, after, std::min(wanted, limits.batch_events), reader_share);
@@ -56,7 +56,6 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
         return end;
     }
     auto batch = read_after(state.position(), share);
-
     while (!batch.events.empty()) {
         const auto& last = batch.events.back();
         const bool more = last.global_position < limits.last_position &&
