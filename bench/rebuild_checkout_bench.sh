@@ -61,7 +61,7 @@ wait "$rebuilder"
 last=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["rebuild"]
-print(r["state"], r["position"], r["events_per_s"], all(c["identical"] for c in r["checksums"]))')
+print(r["state"], r["position"], r["events_per_s"], r["phases_ms"], sum(c["rows"] for c in r["checksums"]), all(c["identical"] for c in r["checksums"]))')
 echo "Checkout (POST /api/orders, wrk -t2 -c$connections, ${seconds} s each, pace ${pace_ms} ms) with and without full rebuilds, $backend:"
 echo
 echo "| run | orders/s | p50 | p99 |"

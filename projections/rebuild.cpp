@@ -422,6 +422,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     std::int64_t swapped_at = 0;
     store.with_checkpoints_locked(names_in_order, [&](const std::vector<std::int64_t>& live,
                                                       SqlTx& tx) {
+        const auto locked_at = Clock::now();
         sums.clear();
         const auto target = std::max(*std::max_element(live.begin(), live.end()), status.position);
         // What checkout appended since the fold, into the shadow tables.
@@ -479,6 +480,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             }
         }
         swapped_at = target;
+        status.locked_ms = ms_since(locked_at);
         return std::vector<std::int64_t>(live.size(), target);
     });
     status.checksums = std::move(sums);

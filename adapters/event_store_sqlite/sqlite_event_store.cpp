@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -18,6 +19,8 @@
 #include <oe/kernel/group_commit.hpp>
 #include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
+#include <oe/kernel/log.hpp>
+#include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
 
 #include "migrations.hpp"
@@ -38,6 +41,86 @@ void configure(Database& db, std::chrono::milliseconds busy_timeout) {
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
 }
+
+/// Checkpoints the WAL (copies it into the database file, fsyncs that, lets the WAL start over)
+/// on its own thread and connection. SQLite's automatic checkpoint runs inside whichever commit
+/// pushes the WAL past its threshold — most often a checkout group commit, which then waits for
+/// megabytes of copying and an fsync; a rebuild writing its shadow tables makes that frequent.
+/// Here commits only count frames. PASSIVE checkpoints take no lock that writers or readers
+/// wait for; what a reader still needs stays in the WAL for the next round.
+class WalCheckpointer {
+  public:
+    /// Frames in the WAL that ask for a checkpoint: SQLite's own default (~4 MB of pages).
+    static constexpr int threshold_frames = 1000;
+
+    WalCheckpointer(const std::string& path, metrics::Registry* metrics)
+        : db_(path),
+          done_(metrics == nullptr
+                    ? nullptr
+                    : &metrics->counter("sqlite_wal_checkpoints_total",
+                                        "WAL checkpoints run by the store's checkpoint thread")) {
+        db_.exec("PRAGMA synchronous = FULL");
+        thread_ = std::thread([this] { run(); });
+    }
+    ~WalCheckpointer() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+    }
+    WalCheckpointer(const WalCheckpointer&) = delete;
+    WalCheckpointer& operator=(const WalCheckpointer&) = delete;
+
+    /// Replaces `db`'s automatic checkpoint (the same hook) with a request to this thread.
+    void take_over(Database& db) { sqlite3_wal_hook(db.handle(), &on_commit, this); }
+
+  private:
+    static int on_commit(void* self, sqlite3* /*db*/, const char* /*schema*/, int frames) {
+        if (frames >= threshold_frames) {
+            auto* checkpointer = static_cast<WalCheckpointer*>(self);
+            {
+                std::lock_guard lock(checkpointer->mutex_);
+                checkpointer->requested_ = true;
+            }
+            checkpointer->wake_.notify_one();
+        }
+        return SQLITE_OK;
+    }
+
+    void run() {
+        std::unique_lock lock(mutex_);
+        while (true) {
+            wake_.wait(lock, [this] { return requested_ || stop_; });
+            if (stop_) {
+                return;
+            }
+            requested_ = false;
+            lock.unlock();
+            int frames = 0;
+            int copied = 0;
+            const int rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr,
+                                                     SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+            if (rc == SQLITE_OK && done_ != nullptr) {
+                done_->inc();
+            }
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+                log(LogLevel::warn, "sqlite WAL checkpoint failed; the next commit asks again",
+                    {{"error", sqlite3_errstr(rc)}});
+            }
+            lock.lock();
+        }
+    }
+
+    Database db_;
+    metrics::Counter* done_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool requested_ = false;
+    bool stop_ = false;
+    std::thread thread_;
+};
 
 /// The schema version recorded in the file (0 when it has none), without writing anything.
 int current_version(Database& db) {
@@ -170,6 +253,7 @@ class SqliteEventStore final : public EventStore {
         : options_(options),
           writer_(options.path),
           projector_(options.path),
+          checkpointer_(options.path, options.metrics),
           committer_([this](std::vector<PendingAppend*>& batch) { commit_batch(batch); },
                      options.batch_events_max) {
         configure(writer_, options_.busy_timeout);
@@ -180,6 +264,8 @@ class SqliteEventStore final : public EventStore {
         // checkpoint, atomically (WAL) — and the projector redoes them from the log. Process
         // crashes lose nothing either way. The next fsync of the WAL (an append's) covers them.
         projector_.exec("PRAGMA synchronous = NORMAL");
+        checkpointer_.take_over(writer_);
+        checkpointer_.take_over(projector_);
         const int version = current_version(writer_);
         if (version > latest_schema_version()) {
             throw SchemaTooNew(fmt::format(
@@ -582,6 +668,7 @@ class SqliteEventStore final : public EventStore {
     SqliteOptions options_;
     Database writer_;
     Database projector_;
+    WalCheckpointer checkpointer_;  // Before committer_: outlives every commit's hook.
     GroupCommitter committer_;
     std::mutex readers_mutex_;
     std::vector<std::unique_ptr<Reader>> readers_;

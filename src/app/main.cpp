@@ -540,7 +540,8 @@ int run_serve(const std::vector<std::string>& args) {
     if (migrate) {
         oe::app::migrate(url, env_optional("MIGRATION_DATABASE_URL"));
     }
-    auto store = oe::app::open_store(url);
+    oe::metrics::Registry metrics;
+    auto store = oe::app::open_store(url, {}, &metrics);
 
     // The parts that run: the command side (write model) and the read models.
     oe::commands::CommandService commands(*store);
@@ -551,7 +552,6 @@ int run_serve(const std::vector<std::string>& args) {
     oe::projections::ProjectionRunner projections(*store, oe::projections::make_read_models());
     projections.start();
 
-    oe::metrics::Registry metrics;
     oe::commands::observe_routing_latency(&metrics.histogram(
         "lead_routing_latency_ms", "SLA routing of an order to a warehouse, in milliseconds",
         {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25}));

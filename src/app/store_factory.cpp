@@ -48,7 +48,8 @@ int migrate(const std::string& url, const std::optional<std::string>& migration_
 }
 
 std::unique_ptr<EventStore> open_store(const std::string& url,
-                                       std::shared_ptr<const UpcasterRegistry> upcasters) {
+                                       std::shared_ptr<const UpcasterRegistry> upcasters,
+                                       metrics::Registry* metrics) {
     if (!upcasters) {
         upcasters = events::published_upcasters();  // Old event shapes are lifted on read.
     }
@@ -57,6 +58,7 @@ std::unique_ptr<EventStore> open_store(const std::string& url,
         sqlite::SqliteOptions options;
         options.path = parsed.location;
         options.upcasters = std::move(upcasters);
+        options.metrics = metrics;
         return sqlite::open_event_store(options);
     }
     postgres::PostgresOptions options;

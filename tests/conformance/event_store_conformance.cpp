@@ -20,6 +20,7 @@
 #include <oe/kernel/event_bus.hpp>
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/invariant.hpp>
+#include <oe/kernel/metrics.hpp>
 #include <oe/kernel/subscription.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/kernel/upcaster.hpp>
@@ -996,3 +997,26 @@ TEST_CASE("decide_and_append under concurrency: no overdraft across two instance
     CHECK(refused.load() > 0);  // The limit was actually reached.
     MESSAGE("granted " << granted.load() << ", refused " << refused.load());
 }
+
+#if defined(OE_TEST_BACKEND_SQLITE)
+TEST_CASE("sqlite: the store's own thread checkpoints the WAL, so no commit waits for one") {
+    TestDatabase db(backend);
+    oe::metrics::Registry metrics;
+    auto store = oe::app::open_store(db.url(), {}, &metrics);
+    const auto& checkpoints = metrics.counter("sqlite_wal_checkpoints_total", "");
+    // ~6 MB of events: past the WAL's 1,000-page threshold.
+    const std::string payload = R"({"pad":")" + std::string(2000, 'x') + R"("})";
+    for (int i = 0; i < 30; ++i) {
+        must_append(*store, {to(fmt::format("big-{}", i), ExpectedVersion::no_stream(),
+                                std::vector<NewEvent>(100, event("Big", payload)))});
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (checkpoints.value() == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(checkpoints.value() >= 1);
+    // Everything is still there, in order, after the checkpoints.
+    CHECK(store->head_position() == 3000);
+    CHECK(store->read_all(2999, 10).size() == 1);
+}
+#endif

@@ -35,6 +35,9 @@ struct RebuildStatus {
     std::int64_t fold_ms = 0;
     std::int64_t write_ms = 0;
     std::int64_t swap_ms = 0;
+    // Of swap_ms, how long the live checkpoints were locked (their projector waited; on
+    // SQLite every writer, checkout included, did).
+    std::int64_t locked_ms = 0;
     struct Checksum {
         std::string projection;
         std::string live;     // Of the live tables just before the swap.

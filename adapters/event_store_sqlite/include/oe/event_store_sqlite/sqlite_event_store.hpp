@@ -8,6 +8,10 @@
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/upcaster.hpp>
 
+namespace oe::metrics {
+class Registry;
+}
+
 namespace oe::sqlite {
 
 struct SqliteOptions {
@@ -17,6 +21,9 @@ struct SqliteOptions {
     std::chrono::milliseconds busy_timeout{10'000};  // Waiting for another process's write lock.
     std::chrono::milliseconds poll_interval{50};     // How often waiters look for other processes.
     std::size_t readers_max = 8;                     // Pooled read connections.
+    // When set: sqlite_wal_checkpoints_total counts the WAL checkpoints the store's own
+    // thread ran (no commit runs one; see WalCheckpointer).
+    metrics::Registry* metrics = nullptr;
 };
 
 /// The schema version this binary writes and understands.

@@ -7,6 +7,10 @@
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/upcaster.hpp>
 
+namespace oe::metrics {
+class Registry;
+}
+
 namespace oe::app {
 
 enum class Backend { sqlite, postgresql };
@@ -26,8 +30,10 @@ struct DatabaseUrl {
 /// grants. Returns the schema version.
 int migrate(const std::string& url, const std::optional<std::string>& migration_url = {});
 
-/// Opens the store for `url`; the schema must be current.
+/// Opens the store for `url`; the schema must be current. `metrics`, when given, receives the
+/// store's own metrics (SQLite: its WAL checkpoints).
 [[nodiscard]] std::unique_ptr<EventStore> open_store(
-    const std::string& url, std::shared_ptr<const UpcasterRegistry> upcasters = {});
+    const std::string& url, std::shared_ptr<const UpcasterRegistry> upcasters = {},
+    metrics::Registry* metrics = nullptr);
 
 }  // namespace oe::app
