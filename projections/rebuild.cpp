@@ -373,8 +373,8 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     }
     status.write_ms = ms_since(write_started);
 
-    // 4. Catch up with the live projector and swap, with the live checkpoints locked (their
-    //    projector's next commit waits for this transaction), so the swap cannot race it.
+    // 4. Catch up with the live projector, checksum and swap with the live checkpoints held
+    //    (their projector's commits wait; checkout does not), so the swap cannot race it.
     status.state = "swapping";
     report();
     const auto swap_started = Clock::now();
@@ -420,69 +420,84 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     check_cancel();
     std::vector<RebuildStatus::Checksum> sums;
     std::int64_t swapped_at = 0;
-    store.with_checkpoints_locked(names_in_order, [&](const std::vector<std::int64_t>& live,
-                                                      SqlTx& tx) {
-        const auto locked_at = Clock::now();
-        sums.clear();
-        const auto target = std::max(*std::max_element(live.begin(), live.end()), status.position);
-        // What checkout appended since the fold, into the shadow tables.
-        std::int64_t at = status.position;
-        while (at < target) {
-            const auto events = store.read_all(
-                at, std::min<std::size_t>(read_batch, static_cast<std::size_t>(target - at)));
-            if (events.empty()) {
-                throw StoreError("the log ended before the live checkpoint");
+    std::int64_t target = 0;
+    Clock::time_point held_at;
+    store.with_checkpoints_held(
+        names_in_order,
+        [&](const std::vector<std::int64_t>& live) {
+            // The live projector waits from here to the end of the swap; checkout does not.
+            held_at = Clock::now();
+            sums.clear();
+            target = std::max(*std::max_element(live.begin(), live.end()), status.position);
+            // What checkout appended since the fold, into the shadow tables.
+            std::int64_t at = status.position;
+            while (at < target) {
+                const auto events = store.read_all(
+                    at, std::min<std::size_t>(read_batch, static_cast<std::size_t>(target - at)));
+                if (events.empty()) {
+                    throw StoreError("the log ended before the live checkpoint");
+                }
+                for (const auto& e : events) {
+                    state.apply(e);
+                    auto decoded = events::decode(e);
+                    if (decoded.ok()) {
+                        for (const auto& p : shadows) {
+                            p->observe(e, decoded.value(), state);
+                        }
+                    }
+                    at = e.global_position;
+                }
             }
-            for (const auto& e : events) {
-                state.apply(e);
-                auto decoded = events::decode(e);
-                if (decoded.ok()) {
-                    for (const auto& p : shadows) {
-                        p->observe(e, decoded.value(), state);
+            store.commit_projections({}, [&](SqlTx& tx) {
+                for (const auto& p : shadows) {
+                    p->flush(tx, state);
+                }
+            });
+            status.position = at;
+            // Both sides of each table at once, on reader connections: nothing changes them
+            // while held (the live projector waits; only this rebuild writes the shadows).
+            for (std::size_t i = 0; i < shadows.size(); ++i) {
+                for (const auto& table : shadows[i]->tables()) {
+                    const std::string shadow = table + std::string(shadow_suffix);
+                    auto live_scan = std::async(std::launch::async, [&store, &table] {
+                        return checksum_of([&](const auto& each) {
+                            store.scan("SELECT * FROM " + table, {}, each);
+                        });
+                    });
+                    const auto [new_sum, new_rows] = checksum_of(
+                        [&](const auto& each) { store.scan("SELECT * FROM " + shadow, {}, each); });
+                    const auto live_sum = live_scan.get().first;
+                    sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
+                }
+            }
+        },
+        [&](const std::vector<std::int64_t>& live, SqlTx& tx) {
+            const auto locked_at = Clock::now();
+            for (const auto& p : shadows) {
+                for (const auto& table : p->tables()) {
+                    const std::string shadow = table + std::string(shadow_suffix);
+                    if (sqlite || owns_tables(tx, table, shadow)) {
+                        // DDL is transactional on both backends and O(1); the old rows end up
+                        // in the shadow table, where the next rebuild empties them.
+                        // (PostgreSQL renames take an exclusive lock on both tables until the
+                        // commit.)
+                        tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
+                        tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
+                        tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
+                    } else {
+                        // PostgreSQL, run by an application role that does not own the tables
+                        // (MIGRATION_DATABASE_URL): renaming needs the owner; copying needs
+                        // only the grants the role has.
+                        tx.exec("DELETE FROM " + table);
+                        tx.exec("INSERT INTO " + table + " SELECT * FROM " + shadow);
                     }
                 }
-                at = e.global_position;
             }
-        }
-        for (const auto& p : shadows) {
-            p->flush(tx, state);
-        }
-        status.position = at;
-        for (std::size_t i = 0; i < shadows.size(); ++i) {
-            for (const auto& table : shadows[i]->tables()) {
-                const std::string shadow = table + std::string(shadow_suffix);
-                // Both sides at once: the live table through a reader connection (nothing
-                // can change it while its checkpoint is locked, so every reader sees what
-                // this transaction sees), the shadow table here, where the catch-up went.
-                auto live_scan = std::async(std::launch::async, [&store, &table] {
-                    return checksum_of(
-                        [&](const auto& each) { store.scan("SELECT * FROM " + table, {}, each); });
-                });
-                const auto [new_sum, new_rows] = checksum_of([&](const auto& each) {
-                    tx.for_each_row("SELECT * FROM " + shadow, {}, each);
-                });
-                const auto live_sum = live_scan.get().first;
-                sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
-                if (sqlite || owns_tables(tx, table, shadow)) {
-                    // DDL is transactional on both backends and O(1); the old rows end up in
-                    // the shadow table, where the next rebuild empties them. (PostgreSQL
-                    // renames take an exclusive lock on both tables until the commit.)
-                    tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
-                    tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
-                    tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
-                } else {
-                    // PostgreSQL, run by an application role that does not own the tables
-                    // (MIGRATION_DATABASE_URL): renaming needs the owner; copying needs only
-                    // the grants the role has.
-                    tx.exec("DELETE FROM " + table);
-                    tx.exec("INSERT INTO " + table + " SELECT * FROM " + shadow);
-                }
-            }
-        }
-        swapped_at = target;
-        status.locked_ms = ms_since(locked_at);
-        return std::vector<std::int64_t>(live.size(), target);
-    });
+            swapped_at = target;
+            status.locked_ms = ms_since(locked_at);
+            return std::vector<std::int64_t>(live.size(), target);
+        });
+    status.held_ms = ms_since(held_at);
     status.checksums = std::move(sums);
     status.swapped_at = swapped_at;
     status.swap_ms = ms_since(swap_started);

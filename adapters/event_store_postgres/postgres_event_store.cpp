@@ -579,9 +579,13 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
-    void with_checkpoints_locked(const std::vector<std::string>& projections,
-                                 const LockedCheckpoints& apply) override {
-        with_reader("locking checkpoints", [&](pqxx::connection& conn) {
+    void with_checkpoints_held(const std::vector<std::string>& projections,
+                               const HeldCheckpoints& inspect,
+                               const LockedCheckpoints& apply) override {
+        // The checkpoint rows locked FOR UPDATE hold their projectors (commit_projections locks
+        // them before it touches a table) and nothing else; `inspect` works on other pooled
+        // connections meanwhile, and `apply` runs in this transaction.
+        with_reader("holding checkpoints", [&](pqxx::connection& conn) {
             pqxx::work tx(conn);
             std::vector<std::int64_t> positions;
             for (const auto& name : projections) {
@@ -594,6 +598,7 @@ class PostgresEventStore final : public EventStore {
                                                     name)[0]
                                         .as<std::int64_t>());
             }
+            inspect(positions);
             PgTx sql(tx);
             const auto next = apply(positions, sql);
             OE_INVARIANT(next.size() == positions.size(), "one position per projection");

@@ -9,8 +9,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -281,6 +283,14 @@ class SqliteEventStore final : public EventStore {
         signal_.reset(query_head());
     }
 
+    ~SqliteEventStore() override {
+        for (const auto& [name, fd] : hold_fds_) {
+            ::close(fd);
+        }
+    }
+    SqliteEventStore(const SqliteEventStore&) = delete;
+    SqliteEventStore& operator=(const SqliteEventStore&) = delete;
+
     Result<AppendResult, AppendError> append(std::vector<StreamAppend> streams) override {
         if (auto invalid = validate_append(streams)) {
             return std::move(*invalid);
@@ -359,8 +369,25 @@ class SqliteEventStore final : public EventStore {
         }
         // One write transaction at a time in this process; the busy timeout only ever waits for
         // other processes.
-        std::lock_guard write(write_mutex_);
+        std::unique_lock write(write_mutex_);
         projector_.exec("BEGIN IMMEDIATE");
+        // A held checkpoint (with_checkpoints_held, in any process) is checked inside the write
+        // transaction: the holder takes the write lock once after its hold, so a commit that
+        // passed this check has ended before the holder reads the positions.
+        const auto waiting_since = std::chrono::steady_clock::now();
+        bool warned = false;
+        while (any_held(moves)) {
+            rollback(projector_);
+            write.unlock();
+            if (!warned && std::chrono::steady_clock::now() - waiting_since > hold_warning) {
+                warned = true;
+                log(LogLevel::warn, "projection commit waits for a held checkpoint",
+                    {{"projection", std::string(moves.front().projection)}});
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            write.lock();
+            projector_.exec("BEGIN IMMEDIATE");
+        }
         try {
             for (const auto& move : moves) {
                 std::int64_t stored = 0;
@@ -409,18 +436,46 @@ class SqliteEventStore final : public EventStore {
         tx.for_each_row(sql, params, each);
     }
 
-    void with_checkpoints_locked(const std::vector<std::string>& projections,
-                                 const LockedCheckpoints& apply) override {
-        // BEGIN IMMEDIATE takes the database's write lock: no projector commits meanwhile.
-        std::lock_guard write(write_mutex_);
-        projector_.exec("BEGIN IMMEDIATE");
-        try {
+    void with_checkpoints_held(const std::vector<std::string>& projections,
+                               const HeldCheckpoints& inspect,
+                               const LockedCheckpoints& apply) override {
+        // The hold: an exclusive flock per projection on a file beside the database (released
+        // by the kernel if this process dies), which commit_projections checks inside its
+        // write transaction. The database's write lock is taken only to read the positions
+        // (after any projector commit that missed the hold has ended) and for `apply`.
+        std::vector<HoldFile> holds;
+        holds.reserve(projections.size());
+        for (const auto& name : projections) {
+            holds.emplace_back(hold_path(name));
+        }
+        const auto read_positions = [&] {
             std::vector<std::int64_t> positions;
             for (const auto& name : projections) {
                 StatementUse query(
                     projector_.cached("SELECT position FROM oe_checkpoints WHERE projection = ?1"));
                 query->bind(1, name);
                 positions.push_back(query->step() ? query->column_int64(0) : 0);
+            }
+            return positions;
+        };
+        std::vector<std::int64_t> positions;
+        {
+            std::lock_guard write(write_mutex_);
+            projector_.exec("BEGIN IMMEDIATE");
+            try {
+                positions = read_positions();
+                projector_.exec("COMMIT");
+            } catch (...) {
+                rollback(projector_);
+                throw;
+            }
+        }
+        inspect(positions);
+        std::lock_guard write(write_mutex_);
+        projector_.exec("BEGIN IMMEDIATE");
+        try {
+            if (read_positions() != positions) {
+                throw StoreError("a held projection checkpoint moved (was the hold file removed?)");
             }
             SqliteTx tx(projector_);
             const auto next = apply(positions, tx);
@@ -466,6 +521,64 @@ class SqliteEventStore final : public EventStore {
         Database db;
         explicit Reader(const std::string& path) : db(path) {}
     };
+
+    /// A projection checkpoint held still by with_checkpoints_held: an exclusive flock, taken
+    /// (waiting for another holder) on construction, released on destruction.
+    class HoldFile {
+      public:
+        explicit HoldFile(const std::string& path)
+            : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+            if (fd_ < 0) {
+                throw StoreError(fmt::format("cannot open hold file {}", path));
+            }
+            if (::flock(fd_, LOCK_EX) != 0) {
+                ::close(fd_);
+                throw StoreError(fmt::format("cannot lock hold file {}", path));
+            }
+        }
+        ~HoldFile() {
+            if (fd_ >= 0) {
+                ::close(fd_);
+            }
+        }
+        HoldFile(HoldFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+        HoldFile(const HoldFile&) = delete;
+        HoldFile& operator=(const HoldFile&) = delete;
+        HoldFile& operator=(HoldFile&&) = delete;
+
+      private:
+        int fd_;
+    };
+
+    /// How long a projector commit waits for a held checkpoint before it says so in the log.
+    static constexpr std::chrono::seconds hold_warning{5};
+
+    [[nodiscard]] std::string hold_path(std::string_view projection) const {
+        return options_.path + "-hold-" + std::string(projection);
+    }
+
+    /// Whether another holder has any of the moved projections' checkpoints (write_mutex_
+    /// held: the descriptors are cached per projection and used one thread at a time). A
+    /// shared flock that cannot be had means an exclusive one is held — by another open of the
+    /// file, so a hold in this very process counts too.
+    bool any_held(const std::vector<CheckpointMove>& moves) {
+        for (const auto& move : moves) {
+            auto found = hold_fds_.find(move.projection);
+            if (found == hold_fds_.end()) {
+                const std::string path = hold_path(move.projection);
+                const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+                if (fd < 0) {
+                    throw StoreError(fmt::format("cannot open hold file {}", path));
+                }
+                found = hold_fds_.emplace(std::string(move.projection), fd).first;
+            }
+            if (::flock(found->second, LOCK_SH | LOCK_NB) != 0) {
+                return true;
+            }
+            ::flock(found->second, LOCK_UN);
+        }
+        return false;
+    }
 
     class FileLease final : public Lease {
       public:
@@ -673,6 +786,7 @@ class SqliteEventStore final : public EventStore {
     std::mutex readers_mutex_;
     std::vector<std::unique_ptr<Reader>> readers_;
     std::mutex write_mutex_;
+    std::map<std::string, int, std::less<>> hold_fds_;  // Under write_mutex_.
     HeadSignal signal_;
 };
 

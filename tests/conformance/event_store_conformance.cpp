@@ -436,6 +436,66 @@ TEST_SUITE("event store conformance") {
         CHECK(db.query_raw("SELECT COUNT(*) FROM test_together") == "0");
     }
 
+    TEST_CASE("held checkpoints: their projectors wait, in any instance; appends do not") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        auto other = db.open();  // Another process: checkout and a live projector.
+        store->commit_projections({{"held", 0, 2}, {"free", 0, 2}}, [](SqlTx& tx) {
+            tx.exec("CREATE TABLE test_held (k TEXT PRIMARY KEY)");
+        });
+        std::atomic<bool> projector_done{false};
+        std::thread projector;
+        std::int64_t appended_at = 0;
+        store->with_checkpoints_held(
+            {"held"},
+            [&](const std::vector<std::int64_t>& positions) {
+                REQUIRE(positions == std::vector<std::int64_t>{2});
+                projector = std::thread([&] {
+                    other->commit_projection("held", 2, 5, [](SqlTx& tx) {
+                        tx.exec("INSERT INTO test_held VALUES ('projected')");
+                    });
+                    projector_done = true;
+                });
+                // Checkout goes on while held (on SQLite nothing holds the write lock now),
+                // and so do other projections and writes without a checkpoint.
+                appended_at =
+                    must_append(*other, {to("held-1", ExpectedVersion::no_stream(), {event("E")})})
+                        .last_position;
+                other->commit_projection("free", 2, 3, [](SqlTx&) {});
+                store->commit_projections(
+                    {}, [](SqlTx& tx) { tx.exec("INSERT INTO test_held VALUES ('inspected')"); });
+                std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                CHECK_FALSE(projector_done.load());
+                CHECK(store->load_checkpoint("held") == 2);
+                CHECK(db.query_raw("SELECT COUNT(*) FROM test_held") == "1");
+            },
+            [&](const std::vector<std::int64_t>& positions, SqlTx& tx) {
+                CHECK(positions == std::vector<std::int64_t>{2});
+                tx.exec("INSERT INTO test_held VALUES ('applied')");
+                return std::vector<std::int64_t>{2};
+            });
+        projector.join();  // Released: the projector's batch went in after the hold.
+        CHECK(projector_done.load());
+        CHECK(appended_at == 1);
+        CHECK(store->load_checkpoint("held") == 5);
+        CHECK(store->load_checkpoint("free") == 3);
+        CHECK(db.query_raw("SELECT COUNT(*) FROM test_held") == "3");
+
+        // A hold whose inspection fails ends too, and its transaction never ran.
+        CHECK_THROWS_AS(
+            store->with_checkpoints_held(
+                {"held"},
+                [](const std::vector<std::int64_t>&) { throw oe::StoreError("cancelled"); },
+                [](const std::vector<std::int64_t>& positions, SqlTx& tx) {
+                    tx.exec("INSERT INTO test_held VALUES ('never')");
+                    return positions;
+                }),
+            oe::StoreError);
+        other->commit_projection("held", 5, 6, [](SqlTx&) {});
+        CHECK(store->load_checkpoint("held") == 6);
+        CHECK(db.query_raw("SELECT COUNT(*) FROM test_held") == "3");
+    }
+
     TEST_CASE("concurrent first commits of a new projection: exactly one applies the batch") {
         TestDatabase db(backend);
         auto a = db.open();

@@ -35,8 +35,10 @@ struct RebuildStatus {
     std::int64_t fold_ms = 0;
     std::int64_t write_ms = 0;
     std::int64_t swap_ms = 0;
-    // Of swap_ms, how long the live checkpoints were locked (their projector waited; on
-    // SQLite every writer, checkout included, did).
+    // Of swap_ms: how long the live checkpoints were held (their projector waited, nothing
+    // else did), and of that, the final transaction that renamed the tables (on SQLite it
+    // holds the database's one write lock, so checkout waited for it).
+    std::int64_t held_ms = 0;
     std::int64_t locked_ms = 0;
     struct Checksum {
         std::string projection;

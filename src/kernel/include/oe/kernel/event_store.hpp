@@ -170,14 +170,21 @@ class EventStore {
     virtual void commit_projections(const std::vector<CheckpointMove>& moves,
                                     const std::function<void(SqlTx&)>& apply) = 0;
 
-    /// Locks the named projections' checkpoints (their projectors' commits wait, in this
-    /// process or another), passes their positions to `apply`, and sets each to the position
-    /// `apply` returns for it (never lower), in one transaction with what `apply` writes.
-    /// For work that must not race a projector: a rebuild's swap. Throws StoreError.
+    /// For work that must not race a projector — a rebuild's swap — in two steps, so that the
+    /// first holds up nobody but those projectors. First the named projections' checkpoints
+    /// are held still (their projectors' commits wait, in this process or another; appends and
+    /// other writes go on) and `inspect` gets their positions: it may write elsewhere
+    /// (commit_projections without moves) and read (query, scan) while those read models stay
+    /// as they are. Then `apply` runs in one transaction that sets each checkpoint to the
+    /// position it returns for it (never lower), and the hold ends. A rebuild catches up and
+    /// checksums while held and renames in the transaction. Throws StoreError; the hold ends
+    /// either way.
+    using HeldCheckpoints = std::function<void(const std::vector<std::int64_t>& positions)>;
     using LockedCheckpoints = std::function<std::vector<std::int64_t>(
         const std::vector<std::int64_t>& positions, SqlTx& tx)>;
-    virtual void with_checkpoints_locked(const std::vector<std::string>& projections,
-                                         const LockedCheckpoints& apply) = 0;
+    virtual void with_checkpoints_held(const std::vector<std::string>& projections,
+                                       const HeldCheckpoints& inspect,
+                                       const LockedCheckpoints& apply) = 0;
 
     /// Reads read models: one portable SELECT ($1, $2, … placeholders), outside any write
     /// transaction. Values come back as text, NULL as nothing. Throws StoreError.
