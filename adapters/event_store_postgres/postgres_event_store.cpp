@@ -583,10 +583,17 @@ class PostgresEventStore final : public EventStore {
                                const HeldCheckpoints& inspect,
                                const LockedCheckpoints& apply) override {
         // The checkpoint rows locked FOR UPDATE hold their projectors (commit_projections locks
-        // them before it touches a table) and nothing else; `inspect` works on other pooled
-        // connections meanwhile, and `apply` runs in this transaction.
-        with_reader("holding checkpoints", [&](pqxx::connection& conn) {
-            pqxx::work tx(conn);
+        // them before it touches a table) and nothing else; `apply` runs in this transaction.
+        // On a connection of its own: the hold lasts through a rebuild's checksums, which
+        // `inspect` reads through the pool that checkout's handlers use too.
+        std::unique_ptr<pqxx::connection> own;
+        try {
+            own = connect(options_.url);
+        } catch (const std::exception& e) {
+            rethrow_as_store_error(e, "holding checkpoints");
+        }
+        try {
+            pqxx::work tx(*own);
             std::vector<std::int64_t> positions;
             for (const auto& name : projections) {
                 tx.exec_params(
@@ -616,8 +623,9 @@ class PostgresEventStore final : public EventStore {
                     "PostgreSQL connection lost while committing; reload the checkpoints: {}",
                     first_line(e.what())));
             }
-            return 0;
-        });
+        } catch (const std::exception& e) {
+            rethrow_as_store_error(e, "holding checkpoints");
+        }
     }
 
     std::unique_ptr<Lease> try_lease(std::string_view name) override {
