@@ -370,13 +370,23 @@ class SqliteEventStore final : public EventStore {
         // One write transaction at a time in this process; the busy timeout only ever waits for
         // other processes.
         std::unique_lock write(write_mutex_);
-        projector_.exec("BEGIN IMMEDIATE");
         // A held checkpoint (with_checkpoints_held, in any process) is checked inside the write
         // transaction: the holder takes the write lock once after its hold, so a commit that
         // passed this check has ended before the holder reads the positions.
         const auto waiting_since = std::chrono::steady_clock::now();
         bool warned = false;
-        while (any_held(moves)) {
+        for (;;) {
+            projector_.exec("BEGIN IMMEDIATE");
+            bool held = false;
+            try {
+                held = any_held(moves);
+            } catch (...) {
+                rollback(projector_);
+                throw;
+            }
+            if (!held) {
+                break;
+            }
             rollback(projector_);
             write.unlock();
             if (!warned && std::chrono::steady_clock::now() - waiting_since > hold_warning) {
@@ -386,7 +396,6 @@ class SqliteEventStore final : public EventStore {
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
             write.lock();
-            projector_.exec("BEGIN IMMEDIATE");
         }
         try {
             for (const auto& move : moves) {
