@@ -4,7 +4,9 @@
 # ERP) that never run out, so every order goes through credit, stock and SLA routing.
 #   start_demo_server <path-to-orderengine> <sqlite|postgresql> <database-name-prefix>
 # Sets: work (a temp dir), server (pid), port, erp_port, base (URL), token (P-004 reseller),
-# admin. Stops the server and drops the database on exit.
+# admin. Stops the server and drops the database on exit. SEED_DB=<file>: SQLite only, start
+# from a copy of that log instead of an empty file (the demo data is loaded only into an empty
+# log, so the seed must hold it, as rebuild_bench's does).
 work=$(mktemp -d)
 server=""
 pg_db=""
@@ -28,6 +30,10 @@ start_demo_server() {
         db_url="${OE_TEST_PG_ADMIN_URL%/*}/$pg_db"
     else
         db_url="sqlite://$work/bench.db"
+        # SEED_DB: start from a copy of an existing SQLite log (e.g. rebuild_bench --keep).
+        if [[ -n "${SEED_DB:-}" ]]; then
+            cp "$SEED_DB" "$work/bench.db"
+        fi
     fi
     DATABASE_URL="$db_url" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
     server=$!

@@ -4,6 +4,8 @@
 # (POST /api/admin/projections/all/rebuild) run back to back. `serve --demo` on a fresh SQLite
 # file or PostgreSQL database (OE_TEST_PG_ADMIN_URL, as scripts/with-test-services sets it).
 #   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections] [sqlite|postgresql]
+# (the log grows by what the warm-up and the first run place: ~30k events paced, ~300k
+# saturating; see LOG_EVENTS below for a bigger one)
 set -euo pipefail
 bin=${1:?usage: rebuild_checkout_bench.sh <orderengine> [seconds] [connections] [sqlite|postgresql]}
 seconds=${2:-15}
@@ -13,6 +15,20 @@ backend=${4:-sqlite}
 # connections: a steady load instead of as many as the server takes).
 pace_ms=${PACE_MS:-0}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
+# LOG_EVENTS=N (SQLite): checkout runs against a log of about N events (the demo data and
+# orders of seven partners, written by build/bench/rebuild_bench --keep, cached in
+# /tmp/oe-rebuild-checkout-N.db) instead of a fresh one, so each full rebuild lasts seconds, as
+# on a real system, and its fixed costs (the swap's renames) are not repeated many times a
+# second.
+if [[ -n "${LOG_EVENTS:-}" ]]; then
+    [[ "$backend" == sqlite ]] || { echo "LOG_EVENTS needs the sqlite backend"; exit 2; }
+    seed=/tmp/oe-rebuild-checkout-$LOG_EVENTS.db
+    if [[ ! -f "$seed" ]]; then
+        "$(dirname "$bin")/../../bench/rebuild_bench" --backend sqlite --events "$LOG_EVENTS" \
+            --keep "$seed" >/dev/null
+    fi
+    export SEED_DB=$seed
+fi
 source "$(dirname "$0")/demo-server.sh"
 start_demo_server "$bin" "$backend" oe_rebuild_checkout
 run=0
@@ -46,10 +62,14 @@ log_size=$(events)
 (
     end=$((SECONDS + seconds))
     n=0
+    attempt=0
     while ((SECONDS < end)); do
+        attempt=$((attempt + 1))
+        # Counted only when it started (202), not when one was still running (409).
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
+            -H "Idempotency-Key: rb-$attempt-$$" "$base/api/admin/projections/all/rebuild")
+        [[ "$code" == 202 ]] || { sleep 0.05; continue; }
         n=$((n + 1))
-        curl -s -o /dev/null -X POST -H "Authorization: Bearer $admin" -H "Idempotency-Key: rb-$n-$$" \
-            "$base/api/admin/projections/all/rebuild"
         while curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" |
             grep -q '"state":"\(running\|swapping\)"'; do sleep 0.05; done
     done

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
+
 #include <fmt/format.h>
 
 #include <oe/kernel/event_store.hpp>
@@ -92,7 +94,24 @@ int Statement::column_count() const {
     return sqlite3_column_count(stmt_);
 }
 
+namespace {
+
+/// SQLite's memory statistics (on by default) take one process-wide mutex in every allocation
+/// of every connection: a rebuild reading and writing millions of rows at a low CPU priority
+/// can hold it while checkout's connections wait. Off before the library initialises, as
+/// SQLite's own performance advice says (SQLITE_DEFAULT_MEMSTATUS=0); nothing here reads them.
+void configure_library_once() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        // SQLITE_MISUSE when the library was initialised already: it then keeps its default.
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    });
+}
+
+}  // namespace
+
 Database::Database(const std::string& path, bool create) {
+    configure_library_once();
     const int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
