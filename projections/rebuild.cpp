@@ -21,6 +21,7 @@
 #include <fmt/ranges.h>
 
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/model/commerce_state.hpp>
 #include <oe/model/fold.hpp>
@@ -112,7 +113,10 @@ class PipelinedBulkWrite final : public SqlTx {
 
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk)
         : store_(store), per_chunk_(statements_per_chunk), one_tx_per_chunk_(one_tx_per_chunk) {
-        writer_ = std::thread([this] { write_all(); });
+        writer_ = std::thread([this] {
+            name_this_thread("oe-rebuild-wr");
+            write_all();
+        });
     }
     ~PipelinedBulkWrite() override {
         close();
@@ -323,8 +327,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
 
     // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
     //    what a rebuild that died midway wrote — on a second thread while the fold runs.
-    auto emptied = std::async(std::launch::async,
-                              [&store, &live_tables] { empty_shadows(store, live_tables); });
+    auto emptied = std::async(std::launch::async, [&store, &live_tables] {
+        name_this_thread("oe-rebuild-emp");
+        empty_shadows(store, live_tables);
+    });
 
     // 2. Fold the whole log, as it is now, into a fresh write model.
     model::CommerceState state;
@@ -460,6 +466,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 for (const auto& table : shadows[i]->tables()) {
                     const std::string shadow = table + std::string(shadow_suffix);
                     auto live_scan = std::async(std::launch::async, [&store, &table] {
+                        name_this_thread("oe-rebuild-sum");
                         return checksum_of([&](const auto& each) {
                             store.scan("SELECT * FROM " + table, {}, each);
                         });
@@ -550,6 +557,7 @@ std::optional<RebuildStatus> RebuildJobs::start(const std::vector<std::string>& 
     cancel_ = false;
     thread_ = std::thread(
         [this, names, lease = std::shared_ptr<Lease>(std::move(lease)), job_id = first.job_id] {
+            name_this_thread("oe-rebuild");
             // Checkout comes first: the rebuild (and the threads it starts, which inherit
             // this) runs at a lower CPU priority, so on two cores it takes what checkout
             // leaves instead of its share.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/thread_name.hpp>
 
 namespace oe::projections {
 
@@ -117,6 +118,7 @@ void ProjectionRunner::start() {
     stopping_ = false;
     running_ = true;
     thread_ = std::thread([this] {
+        name_this_thread("oe-projector");
         while (!stopping_.load()) {
             try {
                 step(std::chrono::milliseconds(500));

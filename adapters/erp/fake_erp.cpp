@@ -21,6 +21,7 @@
 #include <oe/erp/wire.hpp>
 #include <oe/kernel/json_text.hpp>
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
 
 namespace oe::erp {
@@ -608,7 +609,10 @@ void FakeErp::start() {
                                              impl_->options.port, ec.message()));
     }
     impl_->acceptor.listen(net::socket_base::max_listen_connections);
-    impl_->accept_thread = std::thread([this] { impl_->accept_loop(); });
+    impl_->accept_thread = std::thread([this] {
+        name_this_thread("oe-fake-erp");
+        impl_->accept_loop();
+    });
 }
 
 std::uint16_t FakeErp::port() const {

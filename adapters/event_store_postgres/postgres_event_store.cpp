@@ -20,6 +20,7 @@
 #include <oe/kernel/head_signal.hpp>
 #include <oe/kernel/invariant.hpp>
 #include <oe/kernel/log.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
 
 #include "migrations.hpp"
@@ -482,8 +483,12 @@ class PostgresEventStore final : public EventStore {
 
     bool wait_for_events(std::int64_t after_position, std::chrono::milliseconds timeout,
                          const std::atomic<bool>* cancel) override {
-        std::call_once(listener_started_,
-                       [this] { listener_ = std::thread([this] { listen(); }); });
+        std::call_once(listener_started_, [this] {
+            listener_ = std::thread([this] {
+                name_this_thread("oe-pg-listen");
+                listen();
+            });
+        });
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         for (;;) {
             // NOTIFY is the fast path; the poll covers a listener that is reconnecting.

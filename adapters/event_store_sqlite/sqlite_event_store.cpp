@@ -23,6 +23,7 @@
 #include <oe/kernel/invariant.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/metrics.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
 
 #include "migrations.hpp"
@@ -62,7 +63,10 @@ class WalCheckpointer {
                     : &metrics->counter("sqlite_wal_checkpoints_total",
                                         "WAL checkpoints run by the store's checkpoint thread")) {
         db_.exec("PRAGMA synchronous = FULL");
-        thread_ = std::thread([this] { run(); });
+        thread_ = std::thread([this] {
+            name_this_thread("oe-wal-ckpt");
+            run();
+        });
     }
     ~WalCheckpointer() {
         {

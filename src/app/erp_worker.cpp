@@ -20,6 +20,7 @@
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/metrics.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
 
 namespace oe::app {
@@ -748,8 +749,14 @@ ErpWorker::~ErpWorker() {
 }
 
 void ErpWorker::start() {
-    impl_->projector_thread = std::thread([this] { impl_->run_projector(); });
-    impl_->sync_thread = std::thread([this] { impl_->run_sync(); });
+    impl_->projector_thread = std::thread([this] {
+        name_this_thread("oe-erp-deliver");
+        impl_->run_projector();
+    });
+    impl_->sync_thread = std::thread([this] {
+        name_this_thread("oe-erp-sync");
+        impl_->run_sync();
+    });
 }
 
 void ErpWorker::stop() {

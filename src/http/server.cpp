@@ -1,6 +1,7 @@
 #include <oe/http/server.hpp>
 
 #include <oe/http/api.hpp>
+#include <oe/kernel/thread_name.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -189,6 +190,11 @@ class Session : public std::enable_shared_from_this<Session> {
     /// On the handler pool: runs the application's handler, then writes its answer on the
     /// connection's strand.
     void respond(const Request& app_request, bool keep_alive, unsigned version) {
+        thread_local const bool named = [] {
+            name_this_thread("oe-http-handler");
+            return true;
+        }();
+        (void)named;
         Response app_response;
         try {
             app_response = server_.handler(app_request);
@@ -309,7 +315,10 @@ void Server::start() {
     impl.acceptor.listen(net::socket_base::max_listen_connections);
     impl.do_accept();
     for (std::size_t i = 0; i < impl.options.threads; ++i) {
-        impl.threads.emplace_back([&impl] { impl.ioc.run(); });
+        impl.threads.emplace_back([&impl] {
+            name_this_thread("oe-http-io");
+            impl.ioc.run();
+        });
     }
 }
 

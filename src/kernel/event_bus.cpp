@@ -5,6 +5,7 @@
 #include <oe/kernel/event_store.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/subscription.hpp>
+#include <oe/kernel/thread_name.hpp>
 
 namespace oe {
 
@@ -25,6 +26,7 @@ void EventBus::start(std::optional<std::int64_t> after_position) {
     position_ = from;
     subscription_ = std::make_unique<CatchUpSubscription>(store_, from);
     thread_ = std::thread([this] {
+        name_this_thread("oe-event-bus");
         while (!stopping_.load()) {
             std::vector<RecordedEvent> batch;
             try {

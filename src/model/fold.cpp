@@ -7,6 +7,7 @@
 
 #include <oe/events/events.hpp>
 #include <oe/kernel/event_store.hpp>
+#include <oe/kernel/thread_name.hpp>
 #include <oe/model/commerce_state.hpp>
 
 namespace oe::model {
@@ -62,7 +63,11 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
                           (!limits.until_us || last.recorded_at_us <= *limits.until_us);
         std::future<Batch> next;
         if (more) {
-            next = std::async(std::launch::async, read_after, last.global_position, share);
+            next =
+                std::async(std::launch::async, [&read_after, after = last.global_position, share] {
+                    name_this_thread("oe-fold-read");
+                    return read_after(after, share);
+                });
         }
         decode_rest(batch);
         for (std::size_t i = 0; i < batch.events.size(); ++i) {
