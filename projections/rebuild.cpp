@@ -111,12 +111,20 @@ class PipelinedBulkWrite final : public SqlTx {
     };
     using Chunk = std::vector<Write>;
 
-    PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk)
-        : store_(store), per_chunk_(statements_per_chunk), one_tx_per_chunk_(one_tx_per_chunk) {
-        writer_ = std::thread([this] {
-            name_this_thread("oe-rebuild-wr");
-            write_all();
-        });
+    /// `threaded` false: each chunk is written on the calling thread when it is full, in a
+    /// transaction of its own (one core only).
+    PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
+                       bool threaded = true)
+        : store_(store),
+          per_chunk_(statements_per_chunk),
+          one_tx_per_chunk_(one_tx_per_chunk || !threaded),
+          threaded_(threaded) {
+        if (threaded_) {
+            writer_ = std::thread([this] {
+                name_this_thread("oe-rebuild-wr");
+                write_all();
+            });
+        }
     }
     ~PipelinedBulkWrite() override {
         close();
@@ -147,6 +155,9 @@ class PipelinedBulkWrite final : public SqlTx {
     /// Writes what is left and waits until everything is committed; rethrows a write error.
     void finish() {
         hand_over();
+        if (!threaded_) {
+            return;
+        }
         close();
         writer_.join();
         if (failure_) {
@@ -157,6 +168,11 @@ class PipelinedBulkWrite final : public SqlTx {
   private:
     void hand_over() {
         if (building_.empty()) {
+            return;
+        }
+        if (!threaded_) {
+            store_.commit_projections({}, [&](SqlTx& tx) { write(building_, tx); });
+            building_.clear();
             return;
         }
         std::unique_lock lock(mutex_);
@@ -189,6 +205,16 @@ class PipelinedBulkWrite final : public SqlTx {
         return chunk;
     }
 
+    static void write(const Chunk& chunk, SqlTx& tx) {
+        for (const auto& w : chunk) {
+            if (w.columns.empty()) {
+                tx.exec(w.sql_or_table, w.values);
+            } else {
+                tx.insert_rows(w.sql_or_table, w.columns, w.values);
+            }
+        }
+    }
+
     void write_all() {
         try {
             // The next chunk is taken before a transaction begins, so no transaction (and on
@@ -196,13 +222,7 @@ class PipelinedBulkWrite final : public SqlTx {
             for (auto chunk = next(); chunk; chunk = next()) {
                 store_.commit_projections({}, [&](SqlTx& tx) {
                     for (;;) {
-                        for (const auto& write : *chunk) {
-                            if (write.columns.empty()) {
-                                tx.exec(write.sql_or_table, write.values);
-                            } else {
-                                tx.insert_rows(write.sql_or_table, write.columns, write.values);
-                            }
-                        }
+                        write(*chunk, tx);
                         if (one_tx_per_chunk_ || !(chunk = next())) {
                             return;
                         }
@@ -222,6 +242,7 @@ class PipelinedBulkWrite final : public SqlTx {
     EventStore& store_;
     std::size_t per_chunk_;
     bool one_tx_per_chunk_;
+    bool threaded_;
     Chunk building_;
     std::mutex mutex_;
     std::condition_variable changed_;
@@ -287,7 +308,8 @@ std::vector<std::string> projection_names() {
 
 RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                       const std::function<void(const RebuildStatus&)>& progress,
-                      const std::atomic<bool>* cancel) {
+                      const std::atomic<bool>* cancel, RebuildCores cores) {
+    const bool one_core = cores == RebuildCores::one;
     const auto check_cancel = [cancel] {
         if (cancel != nullptr && cancel->load()) {
             throw StoreError("cancelled");
@@ -326,11 +348,19 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     }
 
     // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
-    //    what a rebuild that died midway wrote — on a second thread while the fold runs.
-    auto emptied = std::async(std::launch::async, [&store, &live_tables] {
-        name_this_thread("oe-rebuild-emp");
-        empty_shadows(store, live_tables);
-    });
+    //    what a rebuild that died midway wrote — on a second thread while the fold runs (on
+    //    one core: first).
+    auto emptied = std::async(one_core ? std::launch::deferred : std::launch::async,
+                              [&store, &live_tables, one_core] {
+                                  if (!one_core) {
+                                      name_this_thread("oe-rebuild-emp");
+                                  }
+                                  empty_shadows(store, live_tables);
+                              });
+    if (one_core) {
+        emptied.get();
+        emptied = std::async(std::launch::deferred, [] {});
+    }
 
     // 2. Fold the whole log, as it is now, into a fresh write model.
     model::CommerceState state;
@@ -339,7 +369,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     report();
     auto last_report = Clock::now();
     model::fold_log(
-        store, state, model::FoldLimits{status.target, std::nullopt, read_batch},
+        store, state, model::FoldLimits{status.target, std::nullopt, read_batch, !one_core},
         [&](std::int64_t position) {
             status.position = position;
             check_cancel();
@@ -370,7 +400,8 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
     // shadow writes block nobody, so one transaction saves the commits.
     {
-        PipelinedBulkWrite bulk(store, statements_per_chunk, store.backend_name() == "sqlite");
+        PipelinedBulkWrite bulk(store, statements_per_chunk, store.backend_name() == "sqlite",
+                                !one_core);
         for (const auto& p : shadows) {
             check_cancel();
             p->write_all(bulk, state);
@@ -465,12 +496,16 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             for (std::size_t i = 0; i < shadows.size(); ++i) {
                 for (const auto& table : shadows[i]->tables()) {
                     const std::string shadow = table + std::string(shadow_suffix);
-                    auto live_scan = std::async(std::launch::async, [&store, &table] {
-                        name_this_thread("oe-rebuild-sum");
-                        return checksum_of([&](const auto& each) {
-                            store.scan("SELECT * FROM " + table, {}, each);
-                        });
-                    });
+                    auto live_scan =
+                        std::async(one_core ? std::launch::deferred : std::launch::async,
+                                   [&store, &table, one_core] {
+                                       if (!one_core) {
+                                           name_this_thread("oe-rebuild-sum");
+                                       }
+                                       return checksum_of([&](const auto& each) {
+                                           store.scan("SELECT * FROM " + table, {}, each);
+                                       });
+                                   });
                     const auto [new_sum, new_rows] = checksum_of(
                         [&](const auto& each) { store.scan("SELECT * FROM " + shadow, {}, each); });
                     const auto live_sum = live_scan.get().first;
@@ -566,11 +601,14 @@ std::optional<RebuildStatus> RebuildJobs::start(const std::vector<std::string>& 
                     {{"job_id", job_id}, {"error", std::strerror(errno)}});
             }
             try {
-                auto done = rebuild(store_, names, [&](const RebuildStatus& s) {
-                    std::lock_guard guard(mutex_);
-                    latest_ = s;
-                    latest_->job_id = job_id;
-                });
+                auto done = rebuild(
+                    store_, names,
+                    [&](const RebuildStatus& s) {
+                        std::lock_guard guard(mutex_);
+                        latest_ = s;
+                        latest_->job_id = job_id;
+                    },
+                    &cancel_, RebuildCores::one);
                 log(LogLevel::info, "rebuild done",
                     {{"job_id", job_id}, {"swapped_at", std::to_string(done.swapped_at)}});
             } catch (const std::exception& e) {

@@ -393,10 +393,19 @@ int run_rebuild(const std::vector<std::string>& args) {
         std::cerr << "orderengine rebuild: a rebuild is already running against this database\n";
         return 1;
     }
-    const auto done = oe::projections::rebuild(*store, names, [](const auto& s) {
-        std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n", s.state,
-                                 s.position, s.target, s.events_per_s, s.eta_ms);
-    });
+    // A server taking orders against this database holds the "erp" lease (its ERP worker):
+    // then the rebuild leaves it the other cores, as a rebuild started through the API does.
+    const bool serving = store->try_lease("erp") == nullptr;
+    if (serving) {
+        std::cerr << "a server is running against this database: rebuilding on one core\n";
+    }
+    const auto done = oe::projections::rebuild(
+        *store, names,
+        [](const auto& s) {
+            std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n", s.state,
+                                     s.position, s.target, s.events_per_s, s.eta_ms);
+        },
+        nullptr, serving ? oe::projections::RebuildCores::one : oe::projections::RebuildCores::all);
     bool identical = true;
     for (const auto& c : done.checksums) {
         std::cout << fmt::format("{:<18} {:>9} rows  live {}  rebuilt {}{}\n", c.projection, c.rows,

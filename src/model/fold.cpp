@@ -63,11 +63,15 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
                           (!limits.until_us || last.recorded_at_us <= *limits.until_us);
         std::future<Batch> next;
         if (more) {
-            next =
-                std::async(std::launch::async, [&read_after, after = last.global_position, share] {
-                    name_this_thread("oe-fold-read");
-                    return read_after(after, share);
-                });
+            // Without read-ahead, deferred: read on this thread when it is wanted.
+            const bool ahead = limits.read_ahead;
+            next = std::async(ahead ? std::launch::async : std::launch::deferred,
+                              [&read_after, after = last.global_position, share, ahead] {
+                                  if (ahead) {
+                                      name_this_thread("oe-fold-read");
+                                  }
+                                  return read_after(after, share);
+                              });
         }
         decode_rest(batch);
         for (std::size_t i = 0; i < batch.events.size(); ++i) {

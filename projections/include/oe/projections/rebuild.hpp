@@ -60,15 +60,28 @@ struct RebuildStatus {
 /// Readers see the old rows or the new, never a mix; a crash before the swap leaves the live
 /// read models untouched and the next rebuild starts over.
 ///
+/// How much of the machine a rebuild may take.
+enum class RebuildCores {
+    /// Every core: the fold reads ahead on a second thread, the old shadow rows are emptied
+    /// while it runs, the shadow tables are written by a thread of their own, both sides are
+    /// checksummed at once. When nothing else needs the machine.
+    all,
+    /// One thread at a time, so checkout keeps the other cores: on two cores a rebuild on both
+    /// made checkout's p99 rise by 50–190 %, on one by 2–17 % (bench/README.md). Slower.
+    one,
+};
+
 /// Runs on the calling thread. Throws std::invalid_argument for an unknown projection name,
 /// StoreError on I/O failure.
 /// Setting `cancel` stops it before the swap (StoreError "cancelled"; nothing live changed).
 RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                       const std::function<void(const RebuildStatus&)>& progress = {},
-                      const std::atomic<bool>* cancel = nullptr);
+                      const std::atomic<bool>* cancel = nullptr,
+                      RebuildCores cores = RebuildCores::all);
 
-/// One rebuild at a time, in the background (POST /api/admin/projections/{name}/rebuild).
-/// Across processes the store's lease "rebuild" keeps it to one.
+/// One rebuild at a time, in the background (POST /api/admin/projections/{name}/rebuild), on
+/// one core (RebuildCores::one: the server is taking orders). Across processes the store's
+/// lease "rebuild" keeps it to one.
 class RebuildJobs {
   public:
     explicit RebuildJobs(EventStore& store);
