@@ -350,16 +350,14 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
     //    what a rebuild that died midway wrote — on a second thread while the fold runs (on
     //    one core: first).
-    auto emptied = std::async(one_core ? std::launch::deferred : std::launch::async,
-                              [&store, &live_tables, one_core] {
-                                  if (!one_core) {
-                                      name_this_thread("oe-rebuild-emp");
-                                  }
-                                  empty_shadows(store, live_tables);
-                              });
+    std::future<void> emptied;
     if (one_core) {
-        emptied.get();
-        emptied = std::async(std::launch::deferred, [] {});
+        empty_shadows(store, live_tables);
+    } else {
+        emptied = std::async(std::launch::async, [&store, &live_tables] {
+            name_this_thread("oe-rebuild-emp");
+            empty_shadows(store, live_tables);
+        });
     }
 
     // 2. Fold the whole log, as it is now, into a fresh write model.
@@ -393,7 +391,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.fold_ms = ms_since(started);
     report();
 
-    emptied.get();
+    if (emptied.valid()) {
+        emptied.get();
+    }
 
     // 3. Every row, in bulk, into the shadow tables.
     const auto write_started = Clock::now();
