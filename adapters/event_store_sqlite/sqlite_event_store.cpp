@@ -46,11 +46,12 @@ void configure(Database& db, std::chrono::milliseconds busy_timeout) {
 }
 
 /// Checkpoints the WAL (copies it into the database file, fsyncs that, lets the WAL start over)
-/// on its own thread and connection. SQLite's automatic checkpoint runs inside whichever commit
-/// pushes the WAL past its threshold — most often a checkout group commit, which then waits for
-/// megabytes of copying and an fsync; a rebuild writing its shadow tables makes that frequent.
-/// Here commits only count frames. PASSIVE checkpoints take no lock that writers or readers
-/// wait for; what a reader still needs stays in the WAL for the next round.
+/// on its own thread and connection, for the connections that take_over() hands it. SQLite's
+/// automatic checkpoint runs inside whichever commit pushes the WAL past its threshold: for a
+/// rebuild writing its shadow tables, that is its own writer thread, copying megabytes and
+/// fsyncing between chunks. Here those commits only count frames. PASSIVE checkpoints take no
+/// lock that writers or readers wait for; what a reader still needs stays in the WAL for the
+/// next round.
 class WalCheckpointer {
   public:
     /// Frames in the WAL that ask for a checkpoint: SQLite's own default (~4 MB of pages).
@@ -270,7 +271,12 @@ class SqliteEventStore final : public EventStore {
         // checkpoint, atomically (WAL) — and the projector redoes them from the log. Process
         // crashes lose nothing either way. The next fsync of the WAL (an append's) covers them.
         projector_.exec("PRAGMA synchronous = NORMAL");
-        checkpointer_.take_over(writer_);
+        // Only the projector's commits (read models, a rebuild's shadow writes: megabytes at a
+        // time) hand checkpoints to the thread. The appending connection keeps SQLite's own:
+        // its commits are small, and a checkpoint run between two of them catches up with the
+        // whole WAL, so the next commit starts the WAL file over; a thread checkpointing beside
+        // a stream of commits never catches up, the WAL file only grows, and every fsync then
+        // also writes its new size (measured: one caller 4,616 → 1,863 orders/s).
         checkpointer_.take_over(projector_);
         const int version = current_version(writer_);
         if (version > latest_schema_version()) {
