@@ -26,7 +26,10 @@ start_demo_server() {
     base="http://127.0.0.1:$port"
     if [[ "$backend" == postgresql ]]; then
         pg_db="${prefix}_$$"
-        psql -q "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" -c "CREATE DATABASE $pg_db" >/dev/null
+        # SEED_PG_DB: start from a copy of an existing database (rebuild_bench
+        # --keep-pg-database), copied by PostgreSQL as a template, file by file (no WAL).
+        psql -q "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" \
+            -c "CREATE DATABASE $pg_db${SEED_PG_DB:+ TEMPLATE $SEED_PG_DB STRATEGY FILE_COPY}" >/dev/null
         db_url="${OE_TEST_PG_ADMIN_URL%/*}/$pg_db"
     else
         db_url="sqlite://$work/bench.db"

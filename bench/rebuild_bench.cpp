@@ -7,9 +7,12 @@
 //     more with the previous rebuild's replaced rows to empty (the steady state).
 //
 //   rebuild_bench [--backend sqlite|postgresql|both] [--events N] [--keep PATH]
+//                 [--keep-pg-database NAME]
 //
 // --keep PATH keeps the SQLite log at PATH, and reuses it when it exists already (the fill
 // takes longer than what is measured; a rebuild leaves the log as it was).
+// --keep-pg-database NAME does the same for PostgreSQL with a database of that name (a
+// template for bench/rebuild_checkout_bench.sh's LOG_EVENTS).
 //
 // PostgreSQL needs OE_TEST_PG_ADMIN_URL (scripts/with-test-services sets it); a scratch
 // database is created and dropped. Prints a table.
@@ -198,6 +201,7 @@ int main(int argc, char** argv) {
     std::string backend = "both";
     std::int64_t events = 1'000'000;
     std::string keep;
+    std::string keep_pg;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--backend" && i + 1 < argc) {
@@ -206,9 +210,11 @@ int main(int argc, char** argv) {
             events = std::stoll(argv[++i]);
         } else if (arg == "--keep" && i + 1 < argc) {
             keep = argv[++i];
+        } else if (arg == "--keep-pg-database" && i + 1 < argc) {
+            keep_pg = argv[++i];
         } else {
             std::cerr << "usage: rebuild_bench [--backend sqlite|postgresql|both] [--events N] "
-                         "[--keep PATH]\n";
+                         "[--keep PATH] [--keep-pg-database NAME]\n";
             return 2;
         }
     }
@@ -234,17 +240,28 @@ int main(int argc, char** argv) {
                 std::cerr << "rebuild_bench: OE_TEST_PG_ADMIN_URL is not set, skipping "
                              "PostgreSQL (run through scripts/with-test-services)\n";
             } else {
-                const std::string database = fmt::format("oe_rebuild_bench_{}", ::getpid());
+                const std::string database =
+                    keep_pg.empty() ? fmt::format("oe_rebuild_bench_{}", ::getpid()) : keep_pg;
+                bool reuse = false;
                 {
                     pqxx::connection conn(admin);
-                    pqxx::nontransaction(conn).exec("CREATE DATABASE " + database);
+                    pqxx::nontransaction tx(conn);
+                    reuse =
+                        !keep_pg.empty() &&
+                        !tx.exec_params("SELECT 1 FROM pg_database WHERE datname = $1", database)
+                             .empty();
+                    if (!reuse) {
+                        tx.exec("CREATE DATABASE " + tx.quote_name(database));
+                    }
                 }
                 std::string url(admin);
                 url = url.substr(0, url.rfind('/') + 1) + database;
-                auto r = run("postgresql", url, events);
+                auto r = run("postgresql", url, events, reuse);
                 rows.insert(rows.end(), r.begin(), r.end());
-                pqxx::connection conn(admin);
-                pqxx::nontransaction(conn).exec("DROP DATABASE " + database + " WITH (FORCE)");
+                if (keep_pg.empty()) {
+                    pqxx::connection conn(admin);
+                    pqxx::nontransaction(conn).exec("DROP DATABASE " + database + " WITH (FORCE)");
+                }
             }
         }
     } catch (const std::exception& e) {

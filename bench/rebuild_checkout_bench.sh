@@ -4,6 +4,7 @@
 # (POST /api/admin/projections/all/rebuild) run back to back. `serve --demo` on a fresh SQLite
 # file or PostgreSQL database (OE_TEST_PG_ADMIN_URL, as scripts/with-test-services sets it).
 #   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections] [sqlite|postgresql]
+#   (ROUNDS=N: N runs alone and N during rebuilds, alternating; see below)
 # (the log grows by what the warm-up and the first run place: ~30k events paced, ~300k
 # saturating; see LOG_EVENTS below for a bigger one)
 set -euo pipefail
@@ -15,19 +16,31 @@ backend=${4:-sqlite}
 # connections: a steady load instead of as many as the server takes).
 pace_ms=${PACE_MS:-0}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
-# LOG_EVENTS=N (SQLite): checkout runs against a log of about N events (the demo data and
-# orders of seven partners, written by build/bench/rebuild_bench --keep, cached in
-# /tmp/oe-rebuild-checkout-N.db) instead of a fresh one, so each full rebuild lasts seconds, as
-# on a real system, and its fixed costs (the swap's renames) are not repeated many times a
+# LOG_EVENTS=N: checkout runs against a log of about N events (the demo data and orders of
+# seven partners, written by build/bench/rebuild_bench: SQLite cached in
+# /tmp/oe-rebuild-checkout-N.db, PostgreSQL in the database oe_rebuild_checkout_seed_N, which
+# each run copies as a template) instead of a fresh one, so each full rebuild lasts seconds,
+# as on a real system, and its fixed costs (the swap's renames) are not repeated many times a
 # second.
 if [[ -n "${LOG_EVENTS:-}" ]]; then
-    [[ "$backend" == sqlite ]] || { echo "LOG_EVENTS needs the sqlite backend"; exit 2; }
-    seed=/tmp/oe-rebuild-checkout-$LOG_EVENTS.db
-    if [[ ! -f "$seed" ]]; then
-        "$(dirname "$bin")/../../bench/rebuild_bench" --backend sqlite --events "$LOG_EVENTS" \
-            --keep "$seed" >/dev/null
+    rebuild_bench="$(dirname "$bin")/../../bench/rebuild_bench"
+    if [[ "$backend" == sqlite ]]; then
+        seed=/tmp/oe-rebuild-checkout-$LOG_EVENTS.db
+        if [[ ! -f "$seed" ]]; then
+            "$rebuild_bench" --backend sqlite --events "$LOG_EVENTS" --keep "$seed" >/dev/null
+        fi
+        export SEED_DB=$seed
+    else
+        export SEED_PG_DB=oe_rebuild_checkout_seed_$LOG_EVENTS
+        if [[ -z "$(psql -Atq "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" \
+            -c "SELECT 1 FROM pg_database WHERE datname = '$SEED_PG_DB'")" ]]; then
+            "$rebuild_bench" --backend postgresql --events "$LOG_EVENTS" \
+                --keep-pg-database "$SEED_PG_DB" >/dev/null
+            # Hint bits set and rows frozen once here, not by the first reads of every copy
+            # (which made the first run alone slower than the others).
+            psql -q "${OE_TEST_PG_ADMIN_URL%/*}/$SEED_PG_DB" -c "VACUUM (FREEZE, ANALYZE)"
+        fi
     fi
-    export SEED_DB=$seed
 fi
 source "$(dirname "$0")/demo-server.sh"
 start_demo_server "$bin" "$backend" oe_rebuild_checkout
@@ -55,31 +68,46 @@ LUA
     echo "$(awk '$1=="50%" {print $2}' "$work/wrk.txt") $(awk '$1=="99%" {print $2}' "$work/wrk.txt") $(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")"
 }
 events() { curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"])'; }
-wrk_orders 5 >/dev/null  # Warm up and grow the log.
-read -r p50_a p99_a rps_a <<<"$(wrk_orders "$seconds")"
-log_size=$(events)
+# Warm up and grow the log. On a big log the server first folds it (its write model and the
+# projector's state), so the warm-up waits for that too (WARMUP_S, default 5 s, 20 s with
+# LOG_EVENTS).
+wrk_orders "${WARMUP_S:-$([[ -n "${LOG_EVENTS:-}" ]] && echo 20 || echo 5)}" >/dev/null
 # Rebuilds back to back while wrk runs. The loop that starts and polls them (a curl and a grep
 # every 50 ms) runs as SCHED_IDLE, so the bench's own processes do not take CPU from checkout.
-(
+rebuild_loop() {  # rebuild_loop <seconds> <file for the count>
     chrt --idle -p 0 "$BASHPID" >/dev/null
-    end=$((SECONDS + seconds))
-    n=0
-    attempt=0
+    local end=$((SECONDS + $1)) n=0 attempt=0 code
     while ((SECONDS < end)); do
         attempt=$((attempt + 1))
         # Counted only when it started (202), not when one was still running (409).
         code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
-            -H "Idempotency-Key: rb-$attempt-$$" "$base/api/admin/projections/all/rebuild")
+            -H "Idempotency-Key: rb-$2-$attempt-$$" "$base/api/admin/projections/all/rebuild")
         [[ "$code" == 202 ]] || { sleep 0.05; continue; }
         n=$((n + 1))
         while curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" |
             grep -q '"state":"\(running\|swapping\)"'; do sleep 0.05; done
     done
-    echo "$n" >"$work/rebuilds"
-) &
-rebuilder=$!
-read -r p50_b p99_b rps_b <<<"$(wrk_orders "$seconds")"
-wait "$rebuilder"
+    echo "$n" >"$2"
+}
+# ROUNDS=N alternates N runs alone with N runs during rebuilds (alone, during, alone, …), so
+# a drift of the machine or of the log's size shows on both sides; the verdict compares the
+# medians of the p99s (one 15 s run's p99 varies by ±20 % from run to run on this machine).
+rounds=${ROUNDS:-1}
+rows=()
+p99s_a=()
+p99s_b=()
+for ((round = 1; round <= rounds; round++)); do
+    read -r p50_a p99_a rps_a <<<"$(wrk_orders "$seconds")"
+    log_size=$(events)
+    rebuild_loop "$seconds" "$work/rebuilds$round" &
+    rebuilder=$!
+    read -r p50_b p99_b rps_b <<<"$(wrk_orders "$seconds")"
+    wait "$rebuilder"
+    rows+=("| $round: alone (log at $log_size events before the next run) | $rps_a | $p50_a | $p99_a |")
+    rows+=("| $round: while $(cat "$work/rebuilds$round") full rebuilds ran back to back | $rps_b | $p50_b | $p99_b |")
+    p99s_a+=("$p99_a")
+    p99s_b+=("$p99_b")
+done
 last=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["rebuild"]
@@ -89,7 +117,19 @@ echo
 echo "| run | orders/s | p50 | p99 |"
 # (Non-2xx answers would show in wrk's output; the partner never runs out of credit or stock.)
 echo "|---|---|---|---|"
-echo "| alone (log at $log_size events before the next run) | $rps_a | $p50_a | $p99_a |"
-echo "| while $(cat "$work/rebuilds") full rebuilds ran back to back | $rps_b | $p50_b | $p99_b |"
+printf '%s\n' "${rows[@]}"
 echo
+python3 - "${p99s_a[*]}" "${p99s_b[*]}" <<'PY'
+import statistics, sys
+def ms(text):  # wrk prints 812.00us, 6.38ms or 1.02s
+    for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise SystemExit(f"cannot read wrk latency {text!r}")
+alone = statistics.median(ms(t) for t in sys.argv[1].split())
+during = statistics.median(ms(t) for t in sys.argv[2].split())
+rise = (during / alone - 1) * 100
+print(f"p99 median of {len(sys.argv[1].split())} run(s): alone {alone:.2f} ms, during rebuilds "
+      f"{during:.2f} ms: {rise:+.0f} % (target < +25 %: {'reached' if rise < 25 else 'NOT reached'})")
+PY
 echo "last rebuild: state, position, events/s, every checksum identical: $last"

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -38,6 +39,26 @@ constexpr std::string_view shadow_suffix = "_rebuild";
 constexpr int rebuild_nice = 10;
 constexpr std::chrono::seconds live_wait{3};
 constexpr std::chrono::milliseconds live_still{300};
+
+/// Keeps a rebuild's thread busy for at most `percent` of the wall-clock time: pace(), called
+/// after each unit of work (a batch of the fold, a chunk of the shadow write), sleeps in
+/// proportion to the time worked since the last call.
+class Pacer {
+  public:
+    explicit Pacer(int percent) : percent_(std::clamp(percent, 1, 100)) {}
+    void pace() {
+        if (percent_ >= 100) {
+            return;
+        }
+        const auto worked = Clock::now() - since_;
+        std::this_thread::sleep_for(worked * (100 - percent_) / percent_);
+        since_ = Clock::now();
+    }
+
+  private:
+    int percent_;
+    Clock::time_point since_ = Clock::now();
+};
 
 /// A 64-bit hash of one row: its values eight bytes at a time (multiply, rotate — the
 /// xxHash64 round), each value followed by its length and NULL distinct from every text.
@@ -79,8 +100,9 @@ class RowHash {
 
 /// The sum (mod 2^64) of every row's hash: independent of row order, so neither a sort nor a
 /// collation can change it. `scan(each)` calls `each` once per row.
+/// With a pacer (on the scanning thread), paced every 4,096 rows.
 template <typename Scan>
-std::pair<std::string, std::int64_t> checksum_of(Scan&& scan) {
+std::pair<std::string, std::int64_t> checksum_of(Scan&& scan, Pacer* pacer = nullptr) {
     std::uint64_t sum = 0;
     std::int64_t rows = 0;
     scan([&](const SqlTx::RowView& row) {
@@ -90,6 +112,9 @@ std::pair<std::string, std::int64_t> checksum_of(Scan&& scan) {
         }
         sum += hash.value();
         ++rows;
+        if (pacer != nullptr && rows % 4096 == 0) {
+            pacer->pace();
+        }
     });
     return {fmt::format("rowhash64-sum:{:016x}", sum), rows};
 }
@@ -114,8 +139,9 @@ class PipelinedBulkWrite final : public SqlTx {
     /// `threaded` false: each chunk is written on the calling thread when it is full, in a
     /// transaction of its own (one core only).
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
-                       bool threaded = true)
+                       bool threaded = true, Pacer* pacer = nullptr)
         : store_(store),
+          pacer_(pacer),
           per_chunk_(statements_per_chunk),
           one_tx_per_chunk_(one_tx_per_chunk || !threaded),
           threaded_(threaded) {
@@ -173,6 +199,9 @@ class PipelinedBulkWrite final : public SqlTx {
         if (!threaded_) {
             store_.commit_projections({}, [&](SqlTx& tx) { write(building_, tx); });
             building_.clear();
+            if (pacer_ != nullptr) {
+                pacer_->pace();
+            }
             return;
         }
         std::unique_lock lock(mutex_);
@@ -240,6 +269,7 @@ class PipelinedBulkWrite final : public SqlTx {
     }
 
     EventStore& store_;
+    Pacer* pacer_;
     std::size_t per_chunk_;
     bool one_tx_per_chunk_;
     bool threaded_;
@@ -256,10 +286,16 @@ class PipelinedBulkWrite final : public SqlTx {
 /// milliseconds.
 constexpr std::size_t statements_per_chunk = 10;
 
+/// A rebuild on one core beside checkout (RebuildCores::one) works at most this share of the
+/// time and sleeps the rest: running flat out at a low priority still raised checkout's p99
+/// by 50-150 % on PostgreSQL (bench/README.md), paced at a third by 1-26 %.
+constexpr int one_core_busy_percent = 33;
+
 /// Empties the shadow tables of `live_tables`. On SQLite in transactions of 5,000 rows, so
 /// checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
 /// nobody, so one statement each.
-void empty_shadows(EventStore& store, const std::vector<std::string>& live_tables) {
+void empty_shadows(EventStore& store, const std::vector<std::string>& live_tables,
+                   Pacer* pacer = nullptr) {
     const bool sqlite = store.backend_name() == "sqlite";
     for (const auto& table : live_tables) {
         const std::string shadow = table + std::string(shadow_suffix);
@@ -272,6 +308,9 @@ void empty_shadows(EventStore& store, const std::vector<std::string>& live_table
                         .size() == 1;
                 tx.exec((may_truncate ? "TRUNCATE " : "DELETE FROM ") + shadow);
             });
+            if (pacer != nullptr) {
+                pacer->pace();
+            }
             continue;
         }
         for (bool more = true; more;) {
@@ -280,6 +319,9 @@ void empty_shadows(EventStore& store, const std::vector<std::string>& live_table
                         " LIMIT 5000)");
                 more = !tx.query("SELECT 1 FROM " + shadow + " LIMIT 1").empty();
             });
+            if (pacer != nullptr) {
+                pacer->pace();
+            }
         }
     }
 }
@@ -310,6 +352,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                       const std::function<void(const RebuildStatus&)>& progress,
                       const std::atomic<bool>* cancel, RebuildCores cores) {
     const bool one_core = cores == RebuildCores::one;
+    Pacer pacer(one_core ? one_core_busy_percent : 100);
     const auto check_cancel = [cancel] {
         if (cancel != nullptr && cancel->load()) {
             throw StoreError("cancelled");
@@ -352,7 +395,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     //    one core: first).
     std::future<void> emptied;
     if (one_core) {
-        empty_shadows(store, live_tables);
+        empty_shadows(store, live_tables, &pacer);
     } else {
         emptied = std::async(std::launch::async, [&store, &live_tables] {
             name_this_thread("oe-rebuild-emp");
@@ -371,6 +414,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         [&](std::int64_t position) {
             status.position = position;
             check_cancel();
+            pacer.pace();
             const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
             status.events_per_s =
                 seconds > 0
@@ -400,8 +444,12 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
     // shadow writes block nobody, so one transaction saves the commits.
     {
-        PipelinedBulkWrite bulk(store, statements_per_chunk, store.backend_name() == "sqlite",
-                                !one_core);
+        // On one core beside checkout, PostgreSQL commits every bulk insert (500 rows): each
+        // commit flushes the WAL it wrote, and checkout's commits, which must flush whatever
+        // WAL precedes theirs, wait for a small flush instead of a large one.
+        const bool small_chunks = one_core && store.backend_name() != "sqlite";
+        PipelinedBulkWrite bulk(store, small_chunks ? 1 : statements_per_chunk,
+                                store.backend_name() == "sqlite", !one_core, &pacer);
         for (const auto& p : shadows) {
             check_cancel();
             p->write_all(bulk, state);
@@ -474,6 +522,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 if (events.empty()) {
                     throw StoreError("the log ended before the live checkpoint");
                 }
+                pacer.pace();
                 for (const auto& e : events) {
                     state.apply(e);
                     auto decoded = events::decode(e);
@@ -496,18 +545,23 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             for (std::size_t i = 0; i < shadows.size(); ++i) {
                 for (const auto& table : shadows[i]->tables()) {
                     const std::string shadow = table + std::string(shadow_suffix);
+                    // On one core both scans run here, one after the other, paced.
+                    Pacer* scan_pacer = one_core ? &pacer : nullptr;
                     auto live_scan =
                         std::async(one_core ? std::launch::deferred : std::launch::async,
-                                   [&store, &table, one_core] {
+                                   [&store, &table, one_core, scan_pacer] {
                                        if (!one_core) {
                                            name_this_thread("oe-rebuild-sum");
                                        }
-                                       return checksum_of([&](const auto& each) {
-                                           store.scan("SELECT * FROM " + table, {}, each);
-                                       });
+                                       return checksum_of(
+                                           [&](const auto& each) {
+                                               store.scan("SELECT * FROM " + table, {}, each);
+                                           },
+                                           scan_pacer);
                                    });
                     const auto [new_sum, new_rows] = checksum_of(
-                        [&](const auto& each) { store.scan("SELECT * FROM " + shadow, {}, each); });
+                        [&](const auto& each) { store.scan("SELECT * FROM " + shadow, {}, each); },
+                        scan_pacer);
                     const auto live_sum = live_scan.get().first;
                     sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
                 }

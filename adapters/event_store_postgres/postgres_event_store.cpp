@@ -74,7 +74,7 @@ std::string quote_conninfo_value(std::string_view value) {
 /// UTC/ISO timestamps (recorded_at is parsed from text), READ COMMITTED (each statement of the
 /// append function must see the previous committer, docs/design/gap-free-global-order.md),
 /// synchronous commit (an acknowledged append is durable), and a connect timeout.
-std::string store_conninfo(const std::string& url) {
+std::string store_conninfo(const std::string& url, const std::string& application_name) {
     auto parsed = parse_conninfo(url);
     std::string options =
         "-c TimeZone=UTC -c DateStyle=ISO -c default_transaction_isolation=read\\ committed "
@@ -95,7 +95,7 @@ std::string store_conninfo(const std::string& url) {
         conninfo += "connect_timeout=10 ";
     }
     if (!has_name) {
-        conninfo += "application_name=orderengine ";
+        conninfo += "application_name=" + quote_conninfo_value(application_name) + " ";
     }
     return conninfo + "options=" + quote_conninfo_value(options);
 }
@@ -105,8 +105,9 @@ std::string first_line(const std::string& text) {
     return end == std::string::npos ? text : text.substr(0, end);
 }
 
-std::unique_ptr<pqxx::connection> connect(const std::string& url) {
-    const std::string conninfo = store_conninfo(url);
+std::unique_ptr<pqxx::connection> connect(const std::string& url,
+                                          const std::string& application_name = "orderengine") {
+    const std::string conninfo = store_conninfo(url, application_name);
     try {
         return std::make_unique<pqxx::connection>(conninfo);
     } catch (const pqxx::broken_connection& e) {
@@ -409,7 +410,7 @@ class PostgresEventStore final : public EventStore {
         : options_(options),
           committer_([this](std::vector<PendingAppend*>& batch) { commit_batch(batch); },
                      options.batch_events_max) {
-        auto conn = connect(options_.url);
+        auto conn = open_connection();
         try {
             const int version = read_version(*conn);
             if (version > latest_schema_version()) {
@@ -593,7 +594,7 @@ class PostgresEventStore final : public EventStore {
         // `inspect` reads through the pool that checkout's handlers use too.
         std::unique_ptr<pqxx::connection> own;
         try {
-            own = connect(options_.url);
+            own = open_connection();
         } catch (const std::exception& e) {
             rethrow_as_store_error(e, "holding checkpoints");
         }
@@ -636,7 +637,7 @@ class PostgresEventStore final : public EventStore {
     std::unique_ptr<Lease> try_lease(std::string_view name) override {
         // A session advisory lock on a connection of its own: PostgreSQL releases it when
         // that connection ends, including when the holding process dies.
-        auto conn = connect(options_.url);
+        auto conn = open_connection();
         try {
             pqxx::nontransaction tx(*conn);
             const auto row = tx.exec_params1("SELECT pg_try_advisory_lock($1)", lease_key(name));
@@ -654,6 +655,49 @@ class PostgresEventStore final : public EventStore {
     std::string_view backend_name() const override { return "postgresql"; }
 
   private:
+    /// A connection of this store: its application name and, when asked, its server process's
+    /// lower priority. Throws StoreError when it cannot connect.
+    std::unique_ptr<pqxx::connection> open_connection() {
+        auto conn = connect(options_.url, options_.application_name);
+        if (options_.backend_niceness > 0) {
+            lower_priority(*conn);
+        }
+        return conn;
+    }
+
+    /// Renices the connection's server process (the `prioritize` extension; a role may raise
+    /// the nice value of its own backends). Anything that stops it is logged once per store
+    /// and leaves the connection as it is: a rebuild at normal priority is still correct.
+    void lower_priority(pqxx::connection& conn) {
+        std::string problem;
+        try {
+            pqxx::work tx(conn);
+            if (tx.exec("SELECT 1 FROM pg_extension WHERE extname = 'prioritize'").empty()) {
+                problem =
+                    "the prioritize extension is not installed in the database (Debian "
+                    "postgresql-15-prioritize, then CREATE EXTENSION prioritize)";
+            } else {
+                // The function says what it did in a NOTICE, which libpq would print.
+                tx.exec("SET LOCAL client_min_messages = warning");
+                const int niceness = std::min(options_.backend_niceness, 19);
+                if (!tx.exec_params1("SELECT set_backend_priority(pg_backend_pid(), $1)",
+                                     niceness)[0]
+                         .as<bool>()) {
+                    problem = "set_backend_priority refused (see the server's log)";
+                }
+            }
+            tx.commit();
+        } catch (const pqxx::broken_connection& e) {
+            throw StoreError(fmt::format("cannot connect to PostgreSQL: {}", first_line(e.what())));
+        } catch (const pqxx::sql_error& e) {
+            problem = first_line(e.what());
+        }
+        if (!problem.empty() && !priority_warned_.exchange(true)) {
+            log(LogLevel::warn, "PostgreSQL backends of a background store run at normal priority",
+                {{"application_name", options_.application_name}, {"reason", problem}});
+        }
+    }
+
     /// A 64-bit advisory lock key per lease name (FNV-1a), in its own namespace of names.
     static std::int64_t lease_key(std::string_view name) {
         std::uint64_t hash = 14695981039346656037ULL;
@@ -720,7 +764,7 @@ class PostgresEventStore final : public EventStore {
         ++connections_;
         lock.unlock();
         try {
-            auto conn = connect(options_.url);
+            auto conn = open_connection();
             prepare_reader(*conn);
             return conn;
         } catch (...) {
@@ -774,7 +818,7 @@ class PostgresEventStore final : public EventStore {
     void commit_batch(std::vector<PendingAppend*>& batch) {
         if (!writer_ || !writer_->is_open()) {
             try {
-                writer_ = connect(options_.url);
+                writer_ = open_connection();
                 prepare_reader(*writer_);
                 writer_->prepare("append",
                                  "SELECT ok, first_position, last_position, versions, "
@@ -1054,7 +1098,7 @@ class PostgresEventStore final : public EventStore {
         bool listening = true;  // Log when that changes, not at every retry.
         while (!stopping_.load()) {
             try {
-                auto conn = connect(options_.url);
+                auto conn = open_connection();
                 Receiver receiver(*conn, *this);
                 (void)head_position();  // Whatever committed while we were not listening.
                 if (!listening) {
@@ -1089,6 +1133,7 @@ class PostgresEventStore final : public EventStore {
     std::once_flag listener_started_;
     std::thread listener_;
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> priority_warned_{false};
 };
 
 }  // namespace
@@ -1134,6 +1179,26 @@ void grant_application_role(pqxx::work& tx, const std::string& app_role) {
         role));
 }
 
+/// Background stores lower their backends' priority through the `prioritize` extension
+/// (PostgresOptions::backend_niceness). Not part of the schema: created when the server has it
+/// and the migrating role is a superuser (it is not a trusted extension), left alone otherwise.
+void create_prioritize_if_possible(pqxx::connection& conn) {
+    try {
+        pqxx::nontransaction q(conn);
+        const auto row = q.exec1(
+            "SELECT COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "false), EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'prioritize'), "
+            "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'prioritize')");
+        if (row[0].as<bool>() && row[1].as<bool>() && !row[2].as<bool>()) {
+            q.exec("CREATE EXTENSION IF NOT EXISTS prioritize");
+            log(LogLevel::info, "created the prioritize extension (background work yields CPU)");
+        }
+    } catch (const pqxx::sql_error& e) {
+        log(LogLevel::warn, "could not create the prioritize extension",
+            {{"error", first_line(e.what())}});
+    }
+}
+
 }  // namespace
 
 int migrate(const std::string& owner_url, const std::optional<std::string>& app_role) {
@@ -1153,6 +1218,7 @@ int migrate(const std::string& owner_url, const std::optional<std::string>& app_
             current_user = q.exec1("SELECT current_user")[0].c_str();
         }
         const bool grant = app_role && !app_role->empty() && *app_role != current_user;
+        create_prioritize_if_possible(*conn);
         if (found == latest_schema_version() && !grant) {
             return found;
         }

@@ -396,11 +396,15 @@ int run_rebuild(const std::vector<std::string>& args) {
     // A server taking orders against this database holds the "erp" lease (its ERP worker):
     // then the rebuild leaves it the other cores, as a rebuild started through the API does.
     const bool serving = store->try_lease("erp") == nullptr;
+    std::unique_ptr<oe::EventStore> background;
     if (serving) {
         std::cerr << "a server is running against this database: rebuilding on one core\n";
+        if (oe::app::parse_database_url(url).backend == oe::app::Backend::postgresql) {
+            background = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
+        }
     }
     const auto done = oe::projections::rebuild(
-        *store, names,
+        background ? *background : *store, names,
         [](const auto& s) {
             std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n", s.state,
                                      s.position, s.target, s.events_per_s, s.eta_ms);
@@ -593,7 +597,14 @@ int run_serve(const std::vector<std::string>& args) {
         erp_options);
     erp_worker.start();
 
-    oe::projections::RebuildJobs rebuilds(*store);
+    // Rebuilds yield to checkout: on PostgreSQL through connections of their own, whose
+    // server processes run at a lower priority (on SQLite the work is this process's threads,
+    // which the rebuild lowers itself).
+    std::unique_ptr<oe::EventStore> rebuild_store;
+    if (oe::app::parse_database_url(url).backend == oe::app::Backend::postgresql) {
+        rebuild_store = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
+    }
+    oe::projections::RebuildJobs rebuilds(rebuild_store ? *rebuild_store : *store);
     oe::http::Api api(
         {*store, commands, config, metrics, *jwt_secret, &erp_worker, &projections, &rebuilds});
     for (const auto& [name, position] : projections.checkpoints()) {

@@ -49,7 +49,7 @@ int migrate(const std::string& url, const std::optional<std::string>& migration_
 
 std::unique_ptr<EventStore> open_store(const std::string& url,
                                        std::shared_ptr<const UpcasterRegistry> upcasters,
-                                       metrics::Registry* metrics) {
+                                       metrics::Registry* metrics, StoreUse use) {
     if (!upcasters) {
         upcasters = events::published_upcasters();  // Old event shapes are lifted on read.
     }
@@ -64,6 +64,11 @@ std::unique_ptr<EventStore> open_store(const std::string& url,
     postgres::PostgresOptions options;
     options.url = parsed.location;
     options.upcasters = std::move(upcasters);
+    if (use == StoreUse::background) {
+        options.readers_max = 2;
+        options.application_name = "orderengine-background";
+        options.backend_niceness = 10;
+    }
     return postgres::open_event_store(options);
 }
 

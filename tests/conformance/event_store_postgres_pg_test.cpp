@@ -179,3 +179,66 @@ TEST_CASE("the store pins the session settings its guarantees depend on") {
     // recorded_at is read as UTC whatever the database's time zone.
     CHECK(std::llabs(events.back().recorded_at_us - now_us()) < 60'000'000);
 }
+
+TEST_CASE("a background store's server processes run at nice 10, the serving store's at 0") {
+    test::TestDatabase db(test::Backend::postgresql);  // Migrated by a superuser.
+    REQUIRE_MESSAGE(
+        db.query_raw("SELECT count(*) FROM pg_extension WHERE extname = 'prioritize'") == "1",
+        "migrate() creates the prioritize extension when the server has it "
+        "(postgresql-15-prioritize: run scripts/bootstrap)");
+    const auto priority_and_name = [](EventStore& store) {
+        const auto rows = store.query(
+            "SELECT get_backend_priority(pg_backend_pid()), current_setting('application_name')");
+        REQUIRE(rows.size() == 1);
+        return std::make_pair(rows[0][0].value_or(""), rows[0][1].value_or(""));
+    };
+    auto serving = app::open_store(db.url());
+    CHECK(priority_and_name(*serving) ==
+          std::make_pair(std::string("0"), std::string("orderengine")));
+    auto background = app::open_store(db.url(), {}, nullptr, app::StoreUse::background);
+    CHECK(priority_and_name(*background) ==
+          std::make_pair(std::string("10"), std::string("orderengine-background")));
+    // Every connection of its pool, not only the first: two at once.
+    std::atomic<int> reniced{0};
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 2; ++i) {
+        readers.emplace_back([&] {
+            const auto rows = background->query(
+                "SELECT get_backend_priority(pg_backend_pid()) FROM pg_sleep(0.2)");
+            reniced += rows.size() == 1 && rows[0][0] == "10" ? 1 : 0;
+        });
+    }
+    for (auto& r : readers) {
+        r.join();
+    }
+    CHECK(reniced.load() == 2);
+    // The serving store's backends were left alone meanwhile.
+    CHECK(priority_and_name(*serving).first == "0");
+}
+
+TEST_CASE("a background store without the prioritize extension works at normal priority") {
+    test::TestDatabase db(test::Backend::postgresql);
+    REQUIRE_FALSE(db.exec_raw("DROP EXTENSION IF EXISTS prioritize").has_value());
+    auto background = app::open_store(db.url(), {}, nullptr, app::StoreUse::background);
+    NewEvent e{"E", 1, "{}", {}};
+    REQUIRE(background->append({StreamAppend{"s-1", ExpectedVersion::any(), {e}}}).ok());
+    CHECK(background->read_all(0, 10).size() == 1);
+    CHECK(background->query("SELECT 1")[0][0] == "1");
+}
+
+TEST_CASE("the application role's background store renices its own backends") {
+    const std::string suffix = std::to_string(::getpid());
+    const std::string app_role = "oe_bg_app_" + suffix;
+    test::TestDatabase db(test::Backend::postgresql);
+    test::pg_admin_exec(fmt::format("DROP ROLE IF EXISTS {}", app_role));
+    test::pg_admin_exec(fmt::format("CREATE ROLE {} LOGIN", app_role));
+    const std::string name = db.url().substr(db.url().rfind('/') + 1);
+    const std::string app_url = test::pg_url_for(name, app_role);
+    CHECK(app::migrate(app_url, db.url()) >= 1);  // Grants; the extension is there already.
+    {
+        auto background = app::open_store(app_url, {}, nullptr, app::StoreUse::background);
+        CHECK(background->query("SELECT get_backend_priority(pg_backend_pid())")[0][0] == "10");
+    }
+    REQUIRE_FALSE(db.exec_raw(fmt::format("DROP OWNED BY {}", app_role)).has_value());
+    test::pg_admin_exec(fmt::format("DROP ROLE {}", app_role));
+}

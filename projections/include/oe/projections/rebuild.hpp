@@ -66,8 +66,11 @@ enum class RebuildCores {
     /// while it runs, the shadow tables are written by a thread of their own, both sides are
     /// checksummed at once. When nothing else needs the machine.
     all,
-    /// One thread at a time, so checkout keeps the other cores: on two cores a rebuild on both
-    /// made checkout's p99 rise by 50–190 %, on one by 2–17 % (bench/README.md). Slower.
+    /// Beside a server taking orders: one thread at a time, working at most a third of the
+    /// time (it sleeps twice as long as each batch, chunk or 4,096 checksummed rows took),
+    /// and on PostgreSQL each bulk insert committed on its own. On two cores a rebuild on both
+    /// made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a 1M-event
+    /// PostgreSQL log (bench/README.md). About three times slower than `all`.
     one,
 };
 

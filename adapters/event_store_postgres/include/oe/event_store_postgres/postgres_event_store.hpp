@@ -17,6 +17,14 @@ struct PostgresOptions {
     std::size_t batch_events_max = 5000;           // One group commit writes at most this many.
     std::size_t readers_max = 8;                   // Pooled read connections.
     std::chrono::milliseconds poll_interval{500};  // Safety net beside LISTEN/NOTIFY.
+    /// Shown in pg_stat_activity unless the URL names one.
+    std::string application_name = "orderengine";
+    /// Above 0, the server processes of this store's connections run at that nice value (1-19),
+    /// so that work done through it — a rebuild beside checkout — yields the CPU to other
+    /// backends. Needs the `prioritize` extension in the database (Debian
+    /// postgresql-15-prioritize; migrate() creates it when it can); without it the store
+    /// logs one warning and runs at normal priority.
+    int backend_niceness = 0;
 };
 
 /// The schema version this binary writes and understands.

@@ -30,10 +30,20 @@ struct DatabaseUrl {
 /// grants. Returns the schema version.
 int migrate(const std::string& url, const std::optional<std::string>& migration_url = {});
 
+/// What a store is opened for.
+enum class StoreUse {
+    serving,
+    /// Work that must yield to a server taking orders (a rebuild): on PostgreSQL, a pool of
+    /// two connections apart from the server's, named "orderengine-background", whose server
+    /// processes run at nice 10 (the `prioritize` extension; without it, at normal priority
+    /// and one warning). On SQLite the same as serving.
+    background,
+};
+
 /// Opens the store for `url`; the schema must be current. `metrics`, when given, receives the
 /// store's own metrics (SQLite: its WAL checkpoints).
 [[nodiscard]] std::unique_ptr<EventStore> open_store(
     const std::string& url, std::shared_ptr<const UpcasterRegistry> upcasters = {},
-    metrics::Registry* metrics = nullptr);
+    metrics::Registry* metrics = nullptr, StoreUse use = StoreUse::serving);
 
 }  // namespace oe::app
