@@ -67,8 +67,9 @@ enum class RebuildCores {
     /// checksummed at once. When nothing else needs the machine.
     all,
     /// Beside a server taking orders: one thread at a time, working at most a third of the
-    /// time (it sleeps twice as long as each batch, chunk or 4,096 checksummed rows took),
-    /// and on PostgreSQL each bulk insert committed on its own. On two cores a rebuild on both
+    /// time until the swap (it sleeps twice as long as each batch of the fold or chunk of the
+    /// shadow write took; the swap's hold is not paced, since the live projector waits for
+    /// it), and on PostgreSQL each bulk insert committed on its own. On two cores a rebuild on both
     /// made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a 1M-event
     /// PostgreSQL log (bench/README.md). About three times slower than `all`.
     one,
