@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -283,8 +282,8 @@ class PipelinedBulkWrite final : public SqlTx {
 constexpr std::size_t statements_per_chunk = 10;
 
 /// A rebuild on one core beside checkout (RebuildCores::one) works at most this share of the
-/// time and sleeps the rest: running flat out at a low priority still raised checkout's p99
-/// by 50-150 % on PostgreSQL (bench/README.md), paced at a third by 1-26 %.
+/// time and sleeps the rest: flat out at a low priority, checkout's p99 while it folded a
+/// 1M-event PostgreSQL log was 8.1 ms; paced at a third, 2.4 ms (bench/README.md).
 constexpr int one_core_busy_percent = 33;
 
 /// Empties the shadow tables of `live_tables`. On SQLite in transactions of 5,000 rows, so
