@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -58,6 +59,31 @@ class Pacer {
     int percent_;
     Clock::time_point since_ = Clock::now();
 };
+
+/// Runs `work` on a thread of its own whose policy is SCHED_IDLE (it runs only when no other
+/// thread wants the CPU), and waits for it; rethrows what it throws. A thread may always move
+/// itself to SCHED_IDLE; the caller keeps its own policy for what follows.
+template <typename Work>
+void run_at_idle_priority(const Work& work) {
+    std::exception_ptr failure;
+    std::thread idle([&] {
+        name_this_thread("oe-rebuild-idle");
+        const sched_param param{};
+        if (::sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+            log(LogLevel::warn, "rebuild runs at its caller's CPU priority",
+                {{"error", std::strerror(errno)}});
+        }
+        try {
+            work();
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    });
+    idle.join();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+}
 
 /// A 64-bit hash of one row: its values eight bytes at a time (multiply, rotate — the
 /// xxHash64 round), each value followed by its length and NULL distinct from every text.
@@ -385,73 +411,87 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         }
     }
 
-    // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
-    //    what a rebuild that died midway wrote — on a second thread while the fold runs (on
-    //    one core: first).
-    std::future<void> emptied;
-    if (one_core) {
-        empty_shadows(store, live_tables, &pacer);
-    } else {
-        emptied = std::async(std::launch::async, [&store, &live_tables] {
-            name_this_thread("oe-rebuild-emp");
-            empty_shadows(store, live_tables);
-        });
-    }
-
-    // 2. Fold the whole log, as it is now, into a fresh write model.
     model::CommerceState state;
-    const auto started = Clock::now();
-    status.target = store.head_position();
-    report();
-    auto last_report = Clock::now();
-    model::fold_log(
-        store, state, model::FoldLimits{status.target, std::nullopt, read_batch, !one_core},
-        [&](std::int64_t position) {
-            status.position = position;
-            check_cancel();
-            pacer.pace();
-            const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-            status.events_per_s =
-                seconds > 0
-                    ? static_cast<std::int64_t>(static_cast<double>(status.position) / seconds)
-                    : 0;
-            status.eta_ms = status.events_per_s > 0
-                                ? (status.target - status.position) * 1000 / status.events_per_s
-                                : 0;
-            if (Clock::now() - last_report > std::chrono::milliseconds(250)) {
-                report();
-                last_report = Clock::now();
-            }
-        });
-    status.eta_ms = 0;
     const auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
     };
-    status.fold_ms = ms_since(started);
-    report();
-
-    if (emptied.valid()) {
-        emptied.get();
-    }
-
-    // 3. Every row, in bulk, into the shadow tables.
-    const auto write_started = Clock::now();
-    // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
-    // shadow writes block nobody, so one transaction saves the commits.
-    {
-        // On one core beside checkout, PostgreSQL commits every bulk insert (500 rows): each
-        // commit flushes the WAL it wrote, and checkout's commits, which must flush whatever
-        // WAL precedes theirs, wait for a small flush instead of a large one.
-        const bool small_chunks = one_core && store.backend_name() != "sqlite";
-        PipelinedBulkWrite bulk(store, small_chunks ? 1 : statements_per_chunk,
-                                store.backend_name() == "sqlite", !one_core, &pacer);
-        for (const auto& p : shadows) {
-            check_cancel();
-            p->write_all(bulk, state);
+    // Steps 1-3 hold nothing the live projector waits for, and checkout only the SQLite write
+    // lock for one 500-row chunk at a time (a waiting append sleeps, leaving the CPU to the
+    // chunk), so beside a server they run on a thread of their own at SCHED_IDLE: a checkout
+    // thread that wakes up takes the CPU from it at once, where at nice 10 it could wait
+    // (bench/README.md). The swap, which holds the live projector, runs at the caller's.
+    const auto build_shadows = [&] {
+        // 1. Empty the shadow tables — they hold the rows the previous rebuild swapped out, or
+        //    what a rebuild that died midway wrote — on a second thread while the fold runs (on
+        //    one core: first).
+        std::future<void> emptied;
+        if (one_core) {
+            empty_shadows(store, live_tables, &pacer);
+        } else {
+            emptied = std::async(std::launch::async, [&store, &live_tables] {
+                name_this_thread("oe-rebuild-emp");
+                empty_shadows(store, live_tables);
+            });
         }
-        bulk.finish();
+
+        // 2. Fold the whole log, as it is now, into a fresh write model.
+        const auto started = Clock::now();
+        status.target = store.head_position();
+        report();
+        auto last_report = Clock::now();
+        model::fold_log(
+            store, state, model::FoldLimits{status.target, std::nullopt, read_batch, !one_core},
+            [&](std::int64_t position) {
+                status.position = position;
+                check_cancel();
+                pacer.pace();
+                const double seconds =
+                    std::chrono::duration<double>(Clock::now() - started).count();
+                status.events_per_s =
+                    seconds > 0
+                        ? static_cast<std::int64_t>(static_cast<double>(status.position) / seconds)
+                        : 0;
+                status.eta_ms = status.events_per_s > 0
+                                    ? (status.target - status.position) * 1000 / status.events_per_s
+                                    : 0;
+                if (Clock::now() - last_report > std::chrono::milliseconds(250)) {
+                    report();
+                    last_report = Clock::now();
+                }
+            });
+        status.eta_ms = 0;
+        status.fold_ms = ms_since(started);
+        report();
+
+        if (emptied.valid()) {
+            emptied.get();
+        }
+
+        // 3. Every row, in bulk, into the shadow tables.
+        const auto write_started = Clock::now();
+        // Short transactions matter on SQLite (one write lock, shared with checkout); PostgreSQL's
+        // shadow writes block nobody, so one transaction saves the commits.
+        {
+            // On one core beside checkout, every bulk insert (500 rows) commits on its own. On
+            // SQLite checkout's appends wait for the one write lock a chunk holds: ~2 ms instead
+            // of ~20 ms. On PostgreSQL each commit flushes the WAL it wrote, and checkout's
+            // commits, which must flush whatever WAL precedes theirs, wait for a small flush.
+            const bool small_chunks = one_core;
+            PipelinedBulkWrite bulk(store, small_chunks ? 1 : statements_per_chunk,
+                                    store.backend_name() == "sqlite", !one_core, &pacer);
+            for (const auto& p : shadows) {
+                check_cancel();
+                p->write_all(bulk, state);
+            }
+            bulk.finish();
+        }
+        status.write_ms = ms_since(write_started);
+    };
+    if (one_core) {
+        run_at_idle_priority(build_shadows);
+    } else {
+        build_shadows();
     }
-    status.write_ms = ms_since(write_started);
 
     // 4. Catch up with the live projector, checksum and swap with the live checkpoints held
     //    (their projector's commits wait; checkout does not), so the swap cannot race it.
