@@ -66,10 +66,11 @@ enum class RebuildCores {
     /// while it runs, the shadow tables are written by a thread of their own, both sides are
     /// checksummed at once. When nothing else needs the machine.
     all,
-    /// Beside a server taking orders: one thread at a time, working at most a third of the
-    /// time until the swap (it sleeps twice as long as each batch of the fold or chunk of the
-    /// shadow write took; the swap's hold is not paced, since the live projector waits for
-    /// it), and on PostgreSQL each bulk insert committed on its own. On two cores a rebuild on both
+    /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
+    /// a thread at SCHED_IDLE, working at most a third of the time (it sleeps twice as long as
+    /// each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
+    /// committed on its own; the swap's hold at the caller's priority and not paced, since the
+    /// live projector waits for it. On two cores a rebuild on both
     /// made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a 1M-event
     /// PostgreSQL log (bench/README.md). About three times slower than `all`.
     one,
