@@ -585,6 +585,10 @@ class PostgresEventStore final : public EventStore {
         });
     }
 
+    std::unique_ptr<ReadSnapshot> snapshot() override {
+        return std::make_unique<Snapshot>(open_connection());
+    }
+
     void with_checkpoints_held(const std::vector<std::string>& projections,
                                const HeldCheckpoints& inspect,
                                const LockedCheckpoints& apply) override {
@@ -655,6 +659,74 @@ class PostgresEventStore final : public EventStore {
     std::string_view backend_name() const override { return "postgresql"; }
 
   private:
+    /// A REPEATABLE READ, read-only transaction on a connection of its own (so a long scan never
+    /// waits for, or keeps, a pooled one). Its first statement, run here, fixes the snapshot;
+    /// each scan reads through a cursor, kRowsPerFetch rows at a time, so the server produces
+    /// rows only as fast as `each` takes them and no scan is held in memory whole.
+    class Snapshot final : public ReadSnapshot {
+      public:
+        explicit Snapshot(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {
+            db("taking a read snapshot", [&] {
+                tx_ = std::make_unique<Tx>(*conn_);
+                tx_->exec("SELECT 1");
+            });
+        }
+
+        void scan(std::string_view sql, const std::vector<SqlValue>& params,
+                  const std::function<void(const SqlTx::RowView&)>& each) override {
+            constexpr const char* doing = "scanning a read snapshot";
+            if (failed_) {
+                throw StoreError("a read snapshot cannot be used after a failed scan");
+            }
+            failed_ = true;  // Until this scan ends cleanly (`each` may throw too).
+            const ParamList list(params);
+            db(doing, [&] {
+                tx_->exec_params(
+                    "DECLARE oe_snapshot_scan NO SCROLL CURSOR FOR " + std::string(sql),
+                    list.dynamic());
+            });
+            const std::string fetch =
+                fmt::format("FETCH FORWARD {} FROM oe_snapshot_scan", kRowsPerFetch);
+            SqlTx::RowView view;
+            for (;;) {
+                pqxx::result batch;
+                db(doing, [&] { batch = tx_->exec(fetch); });
+                if (batch.empty()) {
+                    break;
+                }
+                for (const auto& row : batch) {
+                    view.clear();
+                    for (const auto& field : row) {
+                        view.emplace_back(field.is_null()
+                                              ? std::nullopt
+                                              : std::optional<std::string_view>(
+                                                    std::string_view(field.c_str(), field.size())));
+                    }
+                    each(view);
+                }
+            }
+            db(doing, [&] { tx_->exec("CLOSE oe_snapshot_scan"); });
+            failed_ = false;
+        }
+
+      private:
+        using Tx = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+        static constexpr int kRowsPerFetch = 2000;
+
+        template <typename Fn>
+        static void db(std::string_view doing, Fn&& fn) {
+            try {
+                fn();
+            } catch (const std::exception& e) {
+                rethrow_as_store_error(e, doing);
+            }
+        }
+
+        std::unique_ptr<pqxx::connection> conn_;
+        std::unique_ptr<Tx> tx_;  // Ends (rolls back) before the connection closes.
+        bool failed_ = false;
+    };
+
     /// A connection of this store: its application name and, when asked, its server process's
     /// lower priority. Throws StoreError when it cannot connect.
     std::unique_ptr<pqxx::connection> open_connection() {

@@ -455,6 +455,8 @@ class SqliteEventStore final : public EventStore {
         tx.for_each_row(sql, params, each);
     }
 
+    std::unique_ptr<ReadSnapshot> snapshot() override { return std::make_unique<Snapshot>(*this); }
+
     void with_checkpoints_held(const std::vector<std::string>& projections,
                                const HeldCheckpoints& inspect,
                                const LockedCheckpoints& apply) override {
@@ -620,6 +622,45 @@ class SqliteEventStore final : public EventStore {
         ReaderLoan(const ReaderLoan&) = delete;
         ReaderLoan& operator=(const ReaderLoan&) = delete;
         ~ReaderLoan() { store->give_back(std::move(reader)); }
+    };
+
+    /// A read transaction on a pooled reader: in WAL mode it sees the database as of its first
+    /// read (taken here) until it ends; writers and checkpoints go on beside it.
+    class Snapshot final : public ReadSnapshot {
+      public:
+        explicit Snapshot(SqliteEventStore& store) : loan_(store.lease()) {
+            loan_->db.exec("BEGIN");
+            try {
+                (void)SqliteTx(loan_->db).query("SELECT count(*) FROM sqlite_master", {});
+            } catch (...) {
+                end();
+                throw;
+            }
+        }
+        ~Snapshot() override { end(); }
+        Snapshot(const Snapshot&) = delete;
+        Snapshot& operator=(const Snapshot&) = delete;
+
+        void scan(std::string_view sql, const std::vector<SqlValue>& params,
+                  const std::function<void(const SqlTx::RowView&)>& each) override {
+            // As on PostgreSQL, a snapshot whose scan failed is not used again.
+            if (failed_) {
+                throw StoreError("a read snapshot cannot be used after a failed scan");
+            }
+            failed_ = true;
+            SqliteTx(loan_->db).for_each_row(sql, params, each);
+            failed_ = false;
+        }
+
+      private:
+        void end() noexcept {
+            try {
+                loan_->db.exec("ROLLBACK");
+            } catch (...) {  // A read transaction has nothing to undo.
+            }
+        }
+        ReaderLoan loan_;
+        bool failed_ = false;
     };
 
     ReaderLoan lease() {

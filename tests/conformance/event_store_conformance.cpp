@@ -419,6 +419,63 @@ TEST_SUITE("event store conformance") {
         CHECK_THROWS_AS((void)store->query("SELECT nope FROM nowhere"), StoreError);
     }
 
+    TEST_CASE("a read snapshot sees one moment while others commit, across batches and scans") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        auto other = db.open();              // The live projector, in another process.
+        constexpr std::int64_t rows = 5000;  // More than one batch of a cursor.
+        std::vector<SqlValue> values;
+        for (std::int64_t i = 0; i < rows; ++i) {
+            values.emplace_back(fmt::format("k{:05}", i));
+            values.emplace_back(i);
+        }
+        store->commit_projection("snap", 0, 1, [&](SqlTx& tx) {
+            tx.exec("CREATE TABLE test_snap (k TEXT PRIMARY KEY, n BIGINT)");
+            tx.insert_rows("test_snap", {"k", "n"}, values);
+        });
+        const auto change = [&](std::int64_t from) {
+            other->commit_projection("snap", from, from + 1, [from](SqlTx& tx) {
+                tx.exec("UPDATE test_snap SET n = n + 1000000");
+                tx.exec("DELETE FROM test_snap WHERE k < 'k00100'");
+                tx.exec("INSERT INTO test_snap (k, n) VALUES ($1, 1)", {fmt::format("zz{}", from)});
+            });
+        };
+        const std::int64_t sum_before = rows * (rows - 1) / 2;
+        auto snapshot = store->snapshot();
+        change(1);  // Committed after the snapshot: invisible to it.
+        std::int64_t seen = 0;
+        std::int64_t sum = 0;
+        snapshot->scan("SELECT k, n FROM test_snap", {}, [&](const SqlTx::RowView& row) {
+            REQUIRE(row.size() == 2);
+            if (seen++ == 0) {
+                change(2);  // Mid-scan, between the first batch and the next ones.
+            }
+            sum += std::stoll(std::string(*row[1]));
+        });
+        CHECK(seen == rows);
+        CHECK(sum == sum_before);
+        // A second scan, with a parameter, sees the same moment.
+        seen = 0;
+        snapshot->scan("SELECT k FROM test_snap WHERE n >= $1", {std::int64_t{rows - 10}},
+                       [&](const SqlTx::RowView&) { ++seen; });
+        CHECK(seen == 10);
+        CHECK(store->load_checkpoint("snap") == 3);  // The commits were not held up.
+        CHECK(store->query("SELECT COUNT(*) FROM test_snap")[0][0] ==
+              std::optional<std::string>(std::to_string(rows - 100 + 2)));
+
+        // A failed scan is an error, and so is using the snapshot after it.
+        CHECK_THROWS_AS(snapshot->scan("SELECT nope FROM nowhere", {}, [](const auto&) {}),
+                        StoreError);
+        CHECK_THROWS_AS(snapshot->scan("SELECT k FROM test_snap", {}, [](const auto&) {}),
+                        StoreError);
+        snapshot.reset();
+        // Whatever connection it used reads the present again.
+        for (int i = 0; i < 3; ++i) {
+            CHECK(store->query("SELECT MIN(n) FROM test_snap WHERE k < 'zz'")[0][0] ==
+                  std::optional<std::string>("2000100"));
+        }
+    }
+
     TEST_CASE("several projections move together or not at all") {
         TestDatabase db(backend);
         auto store = db.open();

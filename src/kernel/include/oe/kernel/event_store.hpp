@@ -93,6 +93,16 @@ struct CheckpointMove {
     std::int64_t to = 0;
 };
 
+/// Reads that all see the database as it stood at one moment (EventStore::snapshot).
+class ReadSnapshot {
+  public:
+    virtual ~ReadSnapshot() = default;
+    /// Like EventStore::scan, as of the snapshot's moment. Rows come from the server in
+    /// batches of a few thousand, so an `each` that sleeps slows the server's side too.
+    virtual void scan(std::string_view sql, const std::vector<SqlValue>& params,
+                      const std::function<void(const SqlTx::RowView&)>& each) = 0;
+};
+
 /// Exclusive right to run one background worker (a projector, the ERP drain, the stock sync)
 /// among every process sharing the store. Released when destroyed or when its process dies.
 class Lease {
@@ -194,6 +204,14 @@ class EventStore {
     /// The default runs query(); backends stream.
     virtual void scan(std::string_view sql, const std::vector<SqlValue>& params,
                       const std::function<void(const SqlTx::RowView&)>& each);
+
+    /// A read-only transaction on a connection of its own whose reads all see what was
+    /// committed when snapshot() returned, whatever commits while they run (PostgreSQL:
+    /// REPEATABLE READ; SQLite: a read transaction on the WAL). It holds up nobody — a
+    /// rebuild checksums a live read model through one while the projector moves on — but
+    /// keep it short: vacuum and WAL checkpoints cannot pass it. Tables it reads must not be
+    /// renamed or dropped while it is open. Throws StoreError.
+    [[nodiscard]] virtual std::unique_ptr<ReadSnapshot> snapshot() = 0;
 
     /// The lease named `name` when no other holder has it (PostgreSQL: a session advisory lock
     /// on a connection of its own; SQLite: an exclusive lock on a file beside the database),
