@@ -187,10 +187,10 @@ std::vector<Row> run(const std::string& backend, const std::string& url, std::in
         rows.push_back({backend, labels[round - 1], head, seconds_since(start),
                         backend == "sqlite" ? "<= 5 s" : "<= 10 s"});
         std::cerr << fmt::format(
-            "{}: rebuild {}: fold {} ms, shadow write {} ms, swap {} ms (checkpoints held {} ms, "
-            "renaming transaction {} ms)\n",
-            backend, round, done.fold_ms, done.write_ms, done.swap_ms, done.held_ms,
-            done.locked_ms);
+            "{}: rebuild {}: fold {} ms, shadow write {} ms, swap {} ms (checksums {} ms, "
+            "checkpoints held {} ms, renaming transaction {} ms)\n",
+            backend, round, done.fold_ms, done.write_ms, done.swap_ms, done.checksum_ms,
+            done.held_ms, done.locked_ms);
     }
     return rows;
 }

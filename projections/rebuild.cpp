@@ -493,8 +493,11 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         build_shadows();
     }
 
-    // 4. Catch up with the live projector, checksum and swap with the live checkpoints held
-    //    (their projector's commits wait; checkout does not), so the swap cannot race it.
+    // 4-6. Catch up, checksum, swap. The live checkpoints are held (their projector's commits
+    //    wait; checkout does not) twice, each time only to apply the last few events: once to
+    //    take a snapshot of both sides at one position, which is checksummed after the hold
+    //    ends, and once for the swap. Beside a server everything outside the holds runs at
+    //    SCHED_IDLE and paced, like the fold.
     status.state = "swapping";
     report();
     const auto swap_started = Clock::now();
@@ -514,59 +517,26 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     for (const auto& p : shadows) {
         names_in_order.emplace_back(p->name());
     }
-    // A live projector behind the rebuild gets a moment to pass it, so the checksums compare
-    // like for like; one that does not move (none running: `orderengine rebuild` with no
-    // server) is carried forward by the swap.
-    const auto behind_since = Clock::now();
-    std::int64_t last_seen = -1;
-    auto still_since = Clock::now();
-    while (Clock::now() - behind_since < live_wait) {
-        check_cancel();
-        std::int64_t furthest = 0;
-        for (const auto& name : names_in_order) {
-            furthest = std::max(furthest, store.load_checkpoint(name));
-        }
-        if (furthest >= status.position) {
-            break;
-        }
-        if (furthest != last_seen) {
-            last_seen = furthest;
-            still_since = Clock::now();
-        } else if (Clock::now() - still_since > live_still) {
-            break;  // Nobody is moving it.
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    check_cancel();
-    std::vector<RebuildStatus::Checksum> sums;
-    std::int64_t swapped_at = 0;
-    std::int64_t target = 0;
-    Clock::time_point held_at;
-    store.with_checkpoints_held(
-        names_in_order,
-        [&](const std::vector<std::int64_t>& live) {
-            // The live projector waits from here to the end of the swap; checkout does not.
-            held_at = Clock::now();
-            sums.clear();
-            target = std::max(*std::max_element(live.begin(), live.end()), status.position);
-            // What checkout appended since the fold, into the shadow tables.
-            std::int64_t at = status.position;
-            while (at < target) {
-                const auto events = store.read_all(
-                    at, std::min<std::size_t>(read_batch, static_cast<std::size_t>(target - at)));
-                if (events.empty()) {
-                    throw StoreError("the log ended before the live checkpoint");
-                }
-                for (const auto& e : events) {
-                    state.apply(e);
-                    auto decoded = events::decode(e);
-                    if (decoded.ok()) {
-                        for (const auto& p : shadows) {
-                            p->observe(e, decoded.value(), state);
-                        }
+    // What checkout appended since the fold, into the shadow tables, in commits of `batch`
+    // events (each paced beside a server: on SQLite a commit holds the write lock checkout's
+    // appends take).
+    const auto catch_up_to = [&](std::int64_t to, std::size_t batch, bool paced) {
+        std::int64_t at = status.position;
+        while (at < to) {
+            const auto events =
+                store.read_all(at, std::min<std::size_t>(batch, static_cast<std::size_t>(to - at)));
+            if (events.empty()) {
+                throw StoreError("the log ended before the live checkpoint");
+            }
+            for (const auto& e : events) {
+                state.apply(e);
+                auto decoded = events::decode(e);
+                if (decoded.ok()) {
+                    for (const auto& p : shadows) {
+                        p->observe(e, decoded.value(), state);
                     }
-                    at = e.global_position;
                 }
+                at = e.global_position;
             }
             store.commit_projections({}, [&](SqlTx& tx) {
                 for (const auto& p : shadows) {
@@ -574,30 +544,131 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 }
             });
             status.position = at;
-            // Both sides of each table at once, on reader connections: nothing changes them
-            // while held (the live projector waits; only this rebuild writes the shadows).
-            for (std::size_t i = 0; i < shadows.size(); ++i) {
-                for (const auto& table : shadows[i]->tables()) {
-                    const std::string shadow = table + std::string(shadow_suffix);
-                    // On one core both scans run here, one after the other. Not paced: the
-                    // live projector waits for the hold to end, and /ready reports a lag of
-                    // 5 s as not ready (at 1M events a paced hold took 4.8 s, unpaced ~2 s).
-                    auto live_scan =
-                        std::async(one_core ? std::launch::deferred : std::launch::async,
-                                   [&store, &table, one_core] {
-                                       if (!one_core) {
-                                           name_this_thread("oe-rebuild-sum");
-                                       }
-                                       return checksum_of([&](const auto& each) {
-                                           store.scan("SELECT * FROM " + table, {}, each);
-                                       });
-                                   });
-                    const auto [new_sum, new_rows] = checksum_of(
-                        [&](const auto& each) { store.scan("SELECT * FROM " + shadow, {}, each); });
-                    const auto live_sum = live_scan.get().first;
-                    sums.push_back({table, live_sum, new_sum, new_rows, live[i]});
-                }
+            if (paced) {
+                check_cancel();
+                pacer.pace();
             }
+        }
+    };
+    // Outside any hold, until what is left fits one small batch (a few passes: checkout keeps
+    // appending meanwhile; if it outruns the paced catch-up, the hold applies the rest).
+    const std::size_t outside_batch = one_core ? 1'000 : read_batch;
+    const auto catch_up_outside = [&] {
+        for (int pass = 0; pass < 20; ++pass) {
+            check_cancel();
+            const auto head = store.head_position();
+            if (head - status.position <= static_cast<std::int64_t>(outside_batch)) {
+                return;
+            }
+            catch_up_to(head, outside_batch, true);
+        }
+    };
+    // A live projector behind the rebuild gets a moment to pass it, so the checksums compare
+    // like for like; one that does not move (none running: `orderengine rebuild` with no
+    // server) is carried forward by the swap.
+    const auto wait_for_live = [&] {
+        const auto behind_since = Clock::now();
+        std::int64_t last_seen = -1;
+        auto still_since = Clock::now();
+        while (Clock::now() - behind_since < live_wait) {
+            check_cancel();
+            std::int64_t furthest = 0;
+            for (const auto& name : names_in_order) {
+                furthest = std::max(furthest, store.load_checkpoint(name));
+            }
+            if (furthest >= status.position) {
+                break;
+            }
+            if (furthest != last_seen) {
+                last_seen = furthest;
+                still_since = Clock::now();
+            } else if (Clock::now() - still_since > live_still) {
+                break;  // Nobody is moving it.
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        check_cancel();
+    };
+    const auto idle_if_one_core = [&](const auto& work) {
+        if (one_core) {
+            run_at_idle_priority(work);
+        } else {
+            work();
+        }
+    };
+    std::chrono::nanoseconds held{0};
+
+    // 4. Caught up and held: a snapshot of each side at the same position (one for both on
+    //    one core, where the scans run one after the other).
+    idle_if_one_core(catch_up_outside);
+    wait_for_live();
+    std::unique_ptr<ReadSnapshot> live_view;
+    std::unique_ptr<ReadSnapshot> shadow_view;
+    std::vector<std::int64_t> checked_at;
+    store.with_checkpoints_held(
+        names_in_order,
+        [&](const std::vector<std::int64_t>& live) {
+            const auto held_at = Clock::now();
+            catch_up_to(std::max(*std::max_element(live.begin(), live.end()), status.position),
+                        read_batch, false);
+            live_view = store.snapshot();
+            shadow_view = one_core ? nullptr : store.snapshot();
+            checked_at = live;
+            held += Clock::now() - held_at;
+        },
+        [](const std::vector<std::int64_t>& live, SqlTx&) { return live; });
+
+    // 5. Both sides checksummed as they stood in the hold, while the live projector moves on.
+    std::vector<RebuildStatus::Checksum> sums;
+    const auto checksum_started = Clock::now();
+    idle_if_one_core([&] {
+        const auto sum_of = [&](ReadSnapshot& view, const std::string& table) {
+            return checksum_of([&](const auto& each) {
+                std::size_t rows = 0;
+                view.scan("SELECT * FROM " + table, {}, [&](const SqlTx::RowView& row) {
+                    each(row);
+                    if (++rows % 2'000 == 0) {
+                        check_cancel();
+                        pacer.pace();
+                    }
+                });
+            });
+        };
+        for (std::size_t i = 0; i < shadows.size(); ++i) {
+            for (const auto& table : shadows[i]->tables()) {
+                const std::string shadow = table + std::string(shadow_suffix);
+                auto live_scan =
+                    std::async(one_core ? std::launch::deferred : std::launch::async, [&, table] {
+                        if (!one_core) {
+                            name_this_thread("oe-rebuild-sum");
+                        }
+                        return sum_of(*live_view, table);
+                    });
+                const auto [new_sum, new_rows] =
+                    sum_of(shadow_view ? *shadow_view : *live_view, shadow);
+                const auto live_sum = live_scan.get().first;
+                sums.push_back({table, live_sum, new_sum, new_rows, checked_at[i]});
+            }
+        }
+    });
+    // Closed before the swap: on PostgreSQL a snapshot that read a table keeps a lock on it
+    // that the renames would wait for.
+    live_view.reset();
+    shadow_view.reset();
+    status.checksum_ms = ms_since(checksum_started);
+
+    // 6. Caught up again (the live projector moved on during the checksums) and swapped.
+    idle_if_one_core(catch_up_outside);
+    wait_for_live();
+    std::int64_t swapped_at = 0;
+    std::int64_t target = 0;
+    Clock::time_point held_at;
+    store.with_checkpoints_held(
+        names_in_order,
+        [&](const std::vector<std::int64_t>& live) {
+            held_at = Clock::now();
+            target = std::max(*std::max_element(live.begin(), live.end()), status.position);
+            catch_up_to(target, read_batch, false);
         },
         [&](const std::vector<std::int64_t>& live, SqlTx& tx) {
             const auto locked_at = Clock::now();
@@ -625,7 +696,8 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             status.locked_ms = ms_since(locked_at);
             return std::vector<std::int64_t>(live.size(), target);
         });
-    status.held_ms = ms_since(held_at);
+    held += Clock::now() - held_at;
+    status.held_ms = std::chrono::duration_cast<std::chrono::milliseconds>(held).count();
     status.checksums = std::move(sums);
     status.swapped_at = swapped_at;
     status.swap_ms = ms_since(swap_started);

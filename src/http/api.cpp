@@ -1457,10 +1457,10 @@ struct Api::Impl {
         }
         out += fmt::format(
             R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},)"
-            R"("phases_ms":{{"fold":{},"write":{},"swap":{},"held":{},"locked":{}}},)"
+            R"("phases_ms":{{"fold":{},"write":{},"swap":{},"checksum":{},"held":{},"locked":{}}},)"
             R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
             s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.fold_ms, s.write_ms,
-            s.swap_ms, s.held_ms, s.locked_ms, format_iso8601_us(s.started_at_us),
+            s.swap_ms, s.checksum_ms, s.held_ms, s.locked_ms, format_iso8601_us(s.started_at_us),
             s.finished_at_us == 0 ? std::string("null")
                                   : "\"" + format_iso8601_us(s.finished_at_us) + "\"",
             s.swapped_at == 0 ? std::string("null") : std::to_string(s.swapped_at));

@@ -30,23 +30,27 @@ struct RebuildStatus {
     std::int64_t started_at_us = 0;
     std::int64_t finished_at_us = 0;
     std::int64_t swapped_at = 0;  // The position the new tables took over at.
-    // Where the time went (ms): folding the log, writing the shadow tables, catching up and
-    // swapping (checksums and the copy included).
+    // Where the time went (ms): folding the log, writing the shadow tables, catching up,
+    // checksumming and swapping (the copy included).
     std::int64_t fold_ms = 0;
     std::int64_t write_ms = 0;
     std::int64_t swap_ms = 0;
-    // Of swap_ms: how long the live checkpoints were held (their projector waited, nothing
-    // else did), and of that, the final transaction that renamed the tables (on SQLite it
-    // holds the database's one write lock, so checkout waited for it).
+    // Of swap_ms: the checksums of both sides (outside any hold); how long the live
+    // checkpoints were held, in all (their projector waited, nothing else did: twice, to take
+    // the checksums' snapshot and to swap), and of that, the final transaction that renamed
+    // the tables (on SQLite it holds the database's one write lock, so checkout waited).
+    std::int64_t checksum_ms = 0;
     std::int64_t held_ms = 0;
     std::int64_t locked_ms = 0;
     struct Checksum {
         std::string projection;
-        std::string live;     // Of the live tables just before the swap.
-        std::string rebuilt;  // Of what replaced them, at `swapped_at`.
+        std::string live;     // Of the live tables, at `live_at`.
+        std::string rebuilt;  // Of the shadow tables that replaced them, caught up to the
+                              // same moment (and later carried on to `swapped_at`).
         std::int64_t rows = 0;
-        std::int64_t live_at = 0;  // Where the live tables were: equal to swapped_at unless
-                                   // no live projector was running (then they were behind).
+        std::int64_t live_at = 0;  // Where the live tables were when both sides were read:
+                                   // the rebuild's position too, unless no live projector
+                                   // was running (then the live tables were behind).
     };
     std::vector<Checksum> checksums;
     std::string error;
@@ -54,9 +58,11 @@ struct RebuildStatus {
 
 /// A zero-downtime rebuild (issue 6): folds the whole log into a fresh write model, writes
 /// every row of the chosen projections into their shadow tables (`rm_*_rebuild`) in bulk,
-/// catches up with what checkout wrote meanwhile, and then, in one transaction that checks the
-/// live checkpoints have not moved since it read them (so it cannot race the live projector,
-/// in this process or another), replaces the live tables' rows with the shadow's.
+/// catches up with what checkout wrote meanwhile, checksums both sides as they stood at one
+/// position (read through snapshots after a short hold of the live checkpoints, so the live
+/// projector waits only for the last few events), and then, in one transaction that checks
+/// the live checkpoints have not moved since it read them (so it cannot race the live
+/// projector, in this process or another), replaces the live tables' rows with the shadow's.
 /// Readers see the old rows or the new, never a mix; a crash before the swap leaves the live
 /// read models untouched and the next rebuild starts over.
 ///
@@ -69,8 +75,9 @@ enum class RebuildCores {
     /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
     /// a thread at SCHED_IDLE, working at most a third of the time (it sleeps twice as long as
     /// each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
-    /// committed on its own; the swap's hold at the caller's priority and not paced, since the
-    /// live projector waits for it. On two cores a rebuild on both
+    /// committed on its own, and so are the catch-up and the checksums; the two holds at the
+    /// caller's priority and not paced, since the live projector waits for them. On two cores a
+    /// rebuild on both
     /// made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a 1M-event
     /// PostgreSQL log (bench/README.md). About three times slower than `all`.
     one,
