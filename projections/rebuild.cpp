@@ -159,10 +159,14 @@ class PipelinedBulkWrite final : public SqlTx {
 
     /// `threaded` false: each chunk is written on the calling thread when it is full, in a
     /// transaction of its own (one core only).
+    /// `tx_begins_with`: a statement each transaction runs first (PostgreSQL: asynchronous
+    /// commits).
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
-                       bool threaded = true, Pacer* pacer = nullptr)
+                       bool threaded = true, Pacer* pacer = nullptr,
+                       std::string tx_begins_with = {})
         : store_(store),
           pacer_(pacer),
+          tx_begins_with_(std::move(tx_begins_with)),
           per_chunk_(statements_per_chunk),
           one_tx_per_chunk_(one_tx_per_chunk || !threaded),
           threaded_(threaded) {
@@ -218,7 +222,10 @@ class PipelinedBulkWrite final : public SqlTx {
             return;
         }
         if (!threaded_) {
-            store_.commit_projections({}, [&](SqlTx& tx) { write(building_, tx); });
+            store_.commit_projections({}, [&](SqlTx& tx) {
+                begin(tx);
+                write(building_, tx);
+            });
             building_.clear();
             if (pacer_ != nullptr) {
                 pacer_->pace();
@@ -255,6 +262,12 @@ class PipelinedBulkWrite final : public SqlTx {
         return chunk;
     }
 
+    void begin(SqlTx& tx) const {
+        if (!tx_begins_with_.empty()) {
+            tx.exec(tx_begins_with_);
+        }
+    }
+
     static void write(const Chunk& chunk, SqlTx& tx) {
         for (const auto& w : chunk) {
             if (w.columns.empty()) {
@@ -271,6 +284,7 @@ class PipelinedBulkWrite final : public SqlTx {
             // SQLite no write lock) is held while the builder is still building it.
             for (auto chunk = next(); chunk; chunk = next()) {
                 store_.commit_projections({}, [&](SqlTx& tx) {
+                    begin(tx);
                     for (;;) {
                         write(*chunk, tx);
                         if (one_tx_per_chunk_ || !(chunk = next())) {
@@ -291,6 +305,7 @@ class PipelinedBulkWrite final : public SqlTx {
 
     EventStore& store_;
     Pacer* pacer_;
+    std::string tx_begins_with_;
     std::size_t per_chunk_;
     bool one_tx_per_chunk_;
     bool threaded_;
@@ -474,11 +489,18 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         {
             // On one core beside checkout, every bulk insert (500 rows) commits on its own. On
             // SQLite checkout's appends wait for the one write lock a chunk holds: ~2 ms instead
-            // of ~20 ms. On PostgreSQL each commit flushes the WAL it wrote, and checkout's
-            // commits, which must flush whatever WAL precedes theirs, wait for a small flush.
+            // of ~20 ms. On PostgreSQL checkout's commits, which must flush whatever WAL
+            // precedes theirs, then wait for a small flush; and these commits do not flush at
+            // all (asynchronous commit: the WAL writer or checkout's next commit flushes them),
+            // so they do not queue for the WAL flush checkout's commits wait on. A shadow row
+            // lost in a crash costs nothing (the next rebuild starts over), and the swap's
+            // commit, synchronous, flushes every row before it.
             const bool small_chunks = one_core;
             PipelinedBulkWrite bulk(store, small_chunks ? 1 : statements_per_chunk,
-                                    store.backend_name() == "sqlite", !one_core, &pacer);
+                                    store.backend_name() == "sqlite", !one_core, &pacer,
+                                    one_core && store.backend_name() != "sqlite"
+                                        ? "SET LOCAL synchronous_commit TO off"
+                                        : "");
             for (const auto& p : shadows) {
                 check_cancel();
                 p->write_all(bulk, state);
@@ -565,8 +587,12 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     };
     // A live projector behind the rebuild gets a moment to pass it, so the checksums compare
     // like for like; one that does not move (none running: `orderengine rebuild` with no
-    // server) is carried forward by the swap.
+    // server) is carried forward by the swap, and not waited for a second time.
+    bool live_still_seen = false;
     const auto wait_for_live = [&] {
+        if (live_still_seen) {
+            return;
+        }
         const auto behind_since = Clock::now();
         std::int64_t last_seen = -1;
         auto still_since = Clock::now();
@@ -583,6 +609,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 last_seen = furthest;
                 still_since = Clock::now();
             } else if (Clock::now() - still_since > live_still) {
+                live_still_seen = true;
                 break;  // Nobody is moving it.
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
