@@ -327,6 +327,10 @@ constexpr std::size_t statements_per_chunk = 10;
 /// 1M-event PostgreSQL log was 8.1 ms; paced at a third, 2.4 ms (bench/README.md).
 constexpr int one_core_busy_percent = 33;
 
+/// Events per read of the fold on one core: short bursts of work for the database's server
+/// process too (its share of the work is not paced by anything else).
+constexpr std::size_t one_core_read_batch = 1'000;
+
 /// Empties the shadow tables of `live_tables`. On SQLite in transactions of 5,000 rows, so
 /// checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
 /// nobody, so one statement each.
@@ -455,7 +459,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         report();
         auto last_report = Clock::now();
         model::fold_log(
-            store, state, model::FoldLimits{status.target, std::nullopt, read_batch, !one_core},
+            store, state,
+            model::FoldLimits{status.target, std::nullopt,
+                              one_core ? one_core_read_batch : read_batch, !one_core},
             [&](std::int64_t position) {
                 status.position = position;
                 check_cancel();
