@@ -513,6 +513,15 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             }
             bulk.finish();
         }
+        if (one_core) {
+            // Beside a server, before the checksums read them: otherwise PostgreSQL's
+            // autovacuum starts on the freshly filled shadow tables, and the swap's renames
+            // wait for it until the deadlock timeout (1 s) cancels it.
+            for (const auto& table : live_tables) {
+                check_cancel();
+                store.after_bulk_load(table + std::string(shadow_suffix));
+            }
+        }
         status.write_ms = ms_since(write_started);
     };
     if (one_core) {
@@ -649,7 +658,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             checked_at = live;
             held += Clock::now() - held_at;
         },
-        [](const std::vector<std::int64_t>& live, SqlTx&) { return live; });
+        {});
 
     // 5. Both sides checksummed as they stood in the hold, while the live projector moves on.
     std::vector<RebuildStatus::Checksum> sums;

@@ -492,6 +492,9 @@ class SqliteEventStore final : public EventStore {
             }
         }
         inspect(positions);
+        if (!apply) {
+            return;  // The hold files close: nothing to write, no write lock to take.
+        }
         std::lock_guard write(write_mutex_);
         projector_.exec("BEGIN IMMEDIATE");
         try {

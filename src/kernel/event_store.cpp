@@ -78,6 +78,8 @@ void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
     each_view(query(sql, params), each);
 }
 
+void EventStore::after_bulk_load(const std::string& /*table*/) {}
+
 void SqlTx::for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                          const std::function<void(const RowView&)>& each) {
     each_view(query(sql, params), each);

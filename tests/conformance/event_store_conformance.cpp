@@ -551,6 +551,19 @@ TEST_SUITE("event store conformance") {
         other->commit_projection("held", 5, 6, [](SqlTx&) {});
         CHECK(store->load_checkpoint("held") == 6);
         CHECK(db.query_raw("SELECT COUNT(*) FROM test_held") == "3");
+
+        // With no transaction to run, the hold ends after the inspection; nothing moves.
+        bool inspected = false;
+        store->with_checkpoints_held({"held"},
+                                     [&](const std::vector<std::int64_t>& positions) {
+                                         CHECK(positions == std::vector<std::int64_t>{6});
+                                         inspected = true;
+                                     },
+                                     {});
+        CHECK(inspected);
+        CHECK(store->load_checkpoint("held") == 6);
+        other->commit_projection("held", 6, 7, [](SqlTx&) {});  // Not held any more.
+        CHECK(store->load_checkpoint("held") == 7);
     }
 
     TEST_CASE("concurrent first commits of a new projection: exactly one applies the batch") {

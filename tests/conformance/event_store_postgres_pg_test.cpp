@@ -226,6 +226,33 @@ TEST_CASE("a background store without the prioritize extension works at normal p
     CHECK(background->query("SELECT 1")[0][0] == "1");
 }
 
+TEST_CASE("after a bulk load the table is vacuumed and analysed, gently, by its owner") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    std::vector<SqlValue> values;
+    for (int i = 0; i < 3000; ++i) {
+        values.emplace_back(fmt::format("k{}", i));
+    }
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec("CREATE TABLE test_bulk (k TEXT PRIMARY KEY)");
+        tx.insert_rows("test_bulk", {"k"}, values);
+    });
+    const auto stats = [&] {
+        return store->query(
+            "SELECT reltuples::bigint, relallvisible > 0 FROM pg_class WHERE relname = "
+            "'test_bulk'")[0];
+    };
+    CHECK(stats()[0] == std::optional<std::string>("-1"));  // Never vacuumed nor analysed.
+    store->after_bulk_load("test_bulk");
+    CHECK(stats()[0] == std::optional<std::string>("3000"));
+    CHECK(stats()[1] == std::optional<std::string>("t"));  // Its pages marked all-visible.
+    for (int i = 0; i < 4; ++i) {  // Whichever pooled connection: the cost delay was reset.
+        CHECK(store->query("SELECT current_setting('vacuum_cost_delay')")[0][0] ==
+              std::optional<std::string>("0"));
+    }
+    CHECK_NOTHROW(store->after_bulk_load("no_such_table"));  // Housekeeping: nothing to do.
+}
+
 TEST_CASE("the application role's background store renices its own backends") {
     const std::string suffix = std::to_string(::getpid());
     const std::string app_role = "oe_bg_app_" + suffix;
@@ -238,6 +265,10 @@ TEST_CASE("the application role's background store renices its own backends") {
     {
         auto background = app::open_store(app_url, {}, nullptr, app::StoreUse::background);
         CHECK(background->query("SELECT get_backend_priority(pg_backend_pid())")[0][0] == "10");
+        // Not the owner of the read models: no VACUUM (it would only warn), no error.
+        CHECK_NOTHROW(background->after_bulk_load("rm_orders_rebuild"));
+        CHECK(background->query("SELECT reltuples::bigint FROM pg_class WHERE relname = "
+                                "'rm_orders_rebuild'")[0][0] == std::optional<std::string>("-1"));
     }
     REQUIRE_FALSE(db.exec_raw(fmt::format("DROP OWNED BY {}", app_role)).has_value());
     test::pg_admin_exec(fmt::format("DROP ROLE {}", app_role));

@@ -186,9 +186,10 @@ class EventStore {
     /// other writes go on) and `inspect` gets their positions: it may write elsewhere
     /// (commit_projections without moves) and read (query, scan) while those read models stay
     /// as they are. Then `apply` runs in one transaction that sets each checkpoint to the
-    /// position it returns for it (never lower), and the hold ends. A rebuild catches up and
-    /// checksums while held and renames in the transaction. Throws StoreError; the hold ends
-    /// either way.
+    /// position it returns for it (never lower), and the hold ends; with no `apply` (an empty
+    /// function) the hold ends after `inspect`, with no transaction (a rebuild takes its
+    /// checksums' snapshots so, and renames in the transaction of a second hold). Throws
+    /// StoreError; the hold ends either way.
     using HeldCheckpoints = std::function<void(const std::vector<std::int64_t>& positions)>;
     using LockedCheckpoints = std::function<std::vector<std::int64_t>(
         const std::vector<std::int64_t>& positions, SqlTx& tx)>;
@@ -204,6 +205,13 @@ class EventStore {
     /// The default runs query(); backends stream.
     virtual void scan(std::string_view sql, const std::vector<SqlValue>& params,
                       const std::function<void(const SqlTx::RowView&)>& each);
+
+    /// Housekeeping for a read-model table just filled in bulk (a rebuild's shadow table), done
+    /// now and gently rather than later by the database on its own: PostgreSQL vacuums and
+    /// analyses it (cost-limited; skipped unless the role owns the table), so autovacuum does
+    /// not start on it and hold a lock a rename must wait for; SQLite needs nothing. Throws
+    /// StoreError.
+    virtual void after_bulk_load(const std::string& table);
 
     /// A read-only transaction on a connection of its own whose reads all see what was
     /// committed when snapshot() returned, whatever commits while they run (PostgreSQL:
