@@ -6,7 +6,9 @@
 #   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections] [sqlite|postgresql]
 #   (ROUNDS=N: N runs alone and N during rebuilds, alternating; see below)
 # (the log grows by what the warm-up and the first run place: ~30k events paced, ~300k
-# saturating; see LOG_EVENTS below for a bigger one)
+# saturating; see LOG_EVENTS below for a bigger one). With LOG_EVENTS=1000000 give each run
+# at least as long as one rebuild beside checkout takes (45 s on SQLite, 60 s on PostgreSQL),
+# so a whole rebuild, swap included, falls inside the run during rebuilds.
 set -euo pipefail
 bin=${1:?usage: rebuild_checkout_bench.sh <orderengine> [seconds] [connections] [sqlite|postgresql]}
 seconds=${2:-15}

@@ -75,11 +75,11 @@ enum class RebuildCores {
     /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
     /// a thread at SCHED_IDLE, working at most a third of the time (it sleeps twice as long as
     /// each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
-    /// committed on its own, and so are the catch-up and the checksums; the two holds at the
-    /// caller's priority and not paced, since the live projector waits for them. On two cores a
-    /// rebuild on both
-    /// made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a 1M-event
-    /// PostgreSQL log (bench/README.md). About three times slower than `all`.
+    /// committed on its own (on PostgreSQL asynchronously, then the shadow tables vacuumed,
+    /// cost-limited), and so are the catch-up and the checksums; the two holds at the caller's
+    /// priority and not paced, since the live projector waits for them. On two cores a rebuild
+    /// on both made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a
+    /// 1M-event PostgreSQL log (bench/README.md). About three to five times slower than `all`.
     one,
 };
 
