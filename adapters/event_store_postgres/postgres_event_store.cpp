@@ -623,9 +623,11 @@ class PostgresEventStore final : public EventStore {
         // them before it touches a table) and nothing else; `apply` runs in this transaction.
         // On a connection of its own: the hold lasts through a rebuild's checksums, which
         // `inspect` reads through the pool that checkout's handlers use too.
+        // At normal priority even in a store whose backends are reniced: the live projector
+        // waits for this transaction, and the swap's renames in it lock the read models.
         std::unique_ptr<pqxx::connection> own;
         try {
-            own = open_connection();
+            own = open_connection(/*lower=*/false);
         } catch (const std::exception& e) {
             rethrow_as_store_error(e, "holding checkpoints");
         }
@@ -758,11 +760,11 @@ class PostgresEventStore final : public EventStore {
         bool failed_ = false;
     };
 
-    /// A connection of this store: its application name and, when asked, its server process's
-    /// lower priority. Throws StoreError when it cannot connect.
-    std::unique_ptr<pqxx::connection> open_connection() {
+    /// A connection of this store: its application name and, when asked (and `lower`), its
+    /// server process's lower priority. Throws StoreError when it cannot connect.
+    std::unique_ptr<pqxx::connection> open_connection(bool lower = true) {
         auto conn = connect(options_.url, options_.application_name);
-        if (options_.backend_niceness > 0) {
+        if (lower && options_.backend_niceness > 0) {
             lower_priority(*conn);
         }
         return conn;

@@ -180,7 +180,7 @@ TEST_CASE("the store pins the session settings its guarantees depend on") {
     CHECK(std::llabs(events.back().recorded_at_us - now_us()) < 60'000'000);
 }
 
-TEST_CASE("a background store's server processes run at nice 10, the serving store's at 0") {
+TEST_CASE("a background store's server processes run at nice 19, the serving store's at 0") {
     test::TestDatabase db(test::Backend::postgresql);  // Migrated by a superuser.
     REQUIRE_MESSAGE(
         db.query_raw("SELECT count(*) FROM pg_extension WHERE extname = 'prioritize'") == "1",
@@ -197,7 +197,7 @@ TEST_CASE("a background store's server processes run at nice 10, the serving sto
           std::make_pair(std::string("0"), std::string("orderengine")));
     auto background = app::open_store(db.url(), {}, nullptr, app::StoreUse::background);
     CHECK(priority_and_name(*background) ==
-          std::make_pair(std::string("10"), std::string("orderengine-background")));
+          std::make_pair(std::string("19"), std::string("orderengine-background")));
     // Every connection of its pool, not only the first: two at once.
     std::atomic<int> reniced{0};
     std::vector<std::thread> readers;
@@ -205,7 +205,7 @@ TEST_CASE("a background store's server processes run at nice 10, the serving sto
         readers.emplace_back([&] {
             const auto rows = background->query(
                 "SELECT get_backend_priority(pg_backend_pid()) FROM pg_sleep(0.2)");
-            reniced += rows.size() == 1 && rows[0][0] == "10" ? 1 : 0;
+            reniced += rows.size() == 1 && rows[0][0] == "19" ? 1 : 0;
         });
     }
     for (auto& r : readers) {
@@ -214,6 +214,14 @@ TEST_CASE("a background store's server processes run at nice 10, the serving sto
     CHECK(reniced.load() == 2);
     // The serving store's backends were left alone meanwhile.
     CHECK(priority_and_name(*serving).first == "0");
+    // A hold of the background store runs at normal priority: others wait for it.
+    background->with_checkpoints_held(
+        {"nice_test"}, [](const std::vector<std::int64_t>&) {},
+        [](const std::vector<std::int64_t>& positions, SqlTx& tx) {
+            CHECK(tx.query("SELECT get_backend_priority(pg_backend_pid())")[0][0] ==
+                  std::optional<std::string>("0"));
+            return positions;
+        });
 }
 
 TEST_CASE("a background store without the prioritize extension works at normal priority") {
@@ -264,7 +272,7 @@ TEST_CASE("the application role's background store renices its own backends") {
     CHECK(app::migrate(app_url, db.url()) >= 1);  // Grants; the extension is there already.
     {
         auto background = app::open_store(app_url, {}, nullptr, app::StoreUse::background);
-        CHECK(background->query("SELECT get_backend_priority(pg_backend_pid())")[0][0] == "10");
+        CHECK(background->query("SELECT get_backend_priority(pg_backend_pid())")[0][0] == "19");
         // Not the owner of the read models: no VACUUM (it would only warn), no error.
         CHECK_NOTHROW(background->after_bulk_load("rm_orders_rebuild"));
         CHECK(background->query("SELECT reltuples::bigint FROM pg_class WHERE relname = "

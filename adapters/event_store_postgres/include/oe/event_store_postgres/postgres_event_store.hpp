@@ -23,7 +23,8 @@ struct PostgresOptions {
     /// so that work done through it — a rebuild beside checkout — yields the CPU to other
     /// backends. Needs the `prioritize` extension in the database (Debian
     /// postgresql-15-prioritize; migrate() creates it when it can); without it the store
-    /// logs one warning and runs at normal priority.
+    /// logs one warning and runs at normal priority. A hold of checkpoints
+    /// (with_checkpoints_held), which others wait for, keeps normal priority.
     int backend_niceness = 0;
 };
 

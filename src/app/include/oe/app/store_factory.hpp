@@ -35,8 +35,9 @@ enum class StoreUse {
     serving,
     /// Work that must yield to a server taking orders (a rebuild): on PostgreSQL, a pool of
     /// two connections apart from the server's, named "orderengine-background", whose server
-    /// processes run at nice 10 (the `prioritize` extension; without it, at normal priority
-    /// and one warning). On SQLite the same as serving.
+    /// processes run at nice 19 (the `prioritize` extension; without it, at normal priority
+    /// and one warning), apart from a hold of checkpoints, which others wait for. On SQLite
+    /// the same as serving.
     background,
 };
 
