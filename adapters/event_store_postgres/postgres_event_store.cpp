@@ -178,6 +178,21 @@ class ParamList {
     std::vector<const char*> pointers_;
 };
 
+/// Hands each row of `rows` to `each` as views of its fields (NULL as nothing).
+void each_row_view(const pqxx::result& rows,
+                   const std::function<void(const SqlTx::RowView&)>& each) {
+    SqlTx::RowView view;
+    for (const auto& row : rows) {
+        view.clear();
+        for (const auto& field : row) {
+            view.emplace_back(field.is_null() ? std::nullopt
+                                              : std::optional<std::string_view>(
+                                                    std::string_view(field.c_str(), field.size())));
+        }
+        each(view);
+    }
+}
+
 class PgTx final : public SqlTx {
   public:
     explicit PgTx(pqxx::work& tx) : tx_(tx) {}
@@ -210,18 +225,7 @@ class PgTx final : public SqlTx {
     void for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                       const std::function<void(const RowView&)>& each) override {
         ParamList list(params);
-        const pqxx::result result = tx_.exec_params(std::string(sql), list.dynamic());
-        RowView view;
-        for (const auto& row : result) {
-            view.clear();
-            for (const auto& field : row) {
-                view.emplace_back(field.is_null()
-                                      ? std::nullopt
-                                      : std::optional<std::string_view>(
-                                            std::string_view(field.c_str(), field.size())));
-            }
-            each(view);
-        }
+        each_row_view(tx_.exec_params(std::string(sql), list.dynamic()), each);
     }
 
     /// COPY … FROM STDIN in text format: no statement to parse, no parameter to bind.
@@ -720,23 +724,13 @@ class PostgresEventStore final : public EventStore {
             });
             const std::string fetch =
                 fmt::format("FETCH FORWARD {} FROM oe_snapshot_scan", kRowsPerFetch);
-            SqlTx::RowView view;
             for (;;) {
                 pqxx::result batch;
                 db(doing, [&] { batch = tx_->exec(fetch); });
                 if (batch.empty()) {
                     break;
                 }
-                for (const auto& row : batch) {
-                    view.clear();
-                    for (const auto& field : row) {
-                        view.emplace_back(field.is_null()
-                                              ? std::nullopt
-                                              : std::optional<std::string_view>(
-                                                    std::string_view(field.c_str(), field.size())));
-                    }
-                    each(view);
-                }
+                each_row_view(batch, each);
             }
             db(doing, [&] { tx_->exec("CLOSE oe_snapshot_scan"); });
             failed_ = false;
