@@ -46,9 +46,12 @@ if [[ -n "${LOG_EVENTS:-}" ]]; then
 fi
 source "$(dirname "$0")/demo-server.sh"
 start_demo_server "$bin" "$backend" oe_rebuild_checkout
-run=0
-wrk_orders() {  # wrk_orders <seconds> → p50 p99 rps
-    run=$((run + 1))
+wrk_orders() {  # wrk_orders <seconds> → p50 p99 rps requests
+    # A key prefix of its own per run (a key used before is answered from the idempotency
+    # store instead of placing an order: until 2026-11-26 every run after the first reused
+    # the first one's keys, because the run counter was kept in a subshell).
+    local run
+    run=$(date +%s%N)
     cat >"$work/order$run.lua" <<LUA
 local threads = 0
 function setup(thread)
@@ -67,9 +70,21 @@ request = function()
 end
 LUA
     wrk -t2 -c"$connections" -d"${1}s" --latency -s "$work/order$run.lua" "$base" >"$work/wrk.txt" 2>&1
-    echo "$(awk '$1=="50%" {print $2}' "$work/wrk.txt") $(awk '$1=="99%" {print $2}' "$work/wrk.txt") $(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")"
+    if grep -q Non-2xx "$work/wrk.txt"; then
+        echo "rebuild_checkout_bench: checkout answered errors: $(grep Non-2xx "$work/wrk.txt")" >&2
+        exit 1
+    fi
+    echo "$(awk '$1=="50%" {print $2}' "$work/wrk.txt") $(awk '$1=="99%" {print $2}' "$work/wrk.txt") $(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt") $(awk '/requests in/ {print $1}' "$work/wrk.txt")"
 }
 events() { curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"])'; }
+# Every request of a run must have placed an order (a new one: at least one event each), or
+# the run measured something else (an idempotent replay answers from the key store).
+placed_check() {  # placed_check <head before> <head after> <requests>
+    if (($2 - $1 < $3)); then
+        echo "rebuild_checkout_bench: $3 requests but the log grew by $(($2 - $1)) events" >&2
+        exit 1
+    fi
+}
 # Warm up and grow the log. On a big log the server first folds it (its write model and the
 # projector's state), so the warm-up waits for that too (WARMUP_S, default 5 s, 20 s with
 # LOG_EVENTS).
@@ -99,12 +114,17 @@ rows=()
 p99s_a=()
 p99s_b=()
 for ((round = 1; round <= rounds; round++)); do
-    read -r p50_a p99_a rps_a <<<"$(wrk_orders "$seconds")"
+    head_before=$(events)
+    wrk_orders "$seconds" >"$work/run.txt"
+    read -r p50_a p99_a rps_a requests <"$work/run.txt"
     log_size=$(events)
+    placed_check "$head_before" "$log_size" "$requests"
     rebuild_loop "$seconds" "$work/rebuilds$round" &
     rebuilder=$!
-    read -r p50_b p99_b rps_b <<<"$(wrk_orders "$seconds")"
+    wrk_orders "$seconds" >"$work/run.txt"
+    read -r p50_b p99_b rps_b requests <"$work/run.txt"
     wait "$rebuilder"
+    placed_check "$log_size" "$(events)" "$requests"
     rows+=("| $round: alone (log at $log_size events before the next run) | $rps_a | $p50_a | $p99_a |")
     rows+=("| $round: while $(cat "$work/rebuilds$round") full rebuilds ran back to back | $rps_b | $p50_b | $p99_b |")
     p99s_a+=("$p99_a")
