@@ -73,13 +73,12 @@ enum class RebuildCores {
     /// checksummed at once. When nothing else needs the machine.
     all,
     /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
-    /// a thread at SCHED_IDLE, working at most a third of the time (it sleeps twice as long as
-    /// each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
+    /// a thread at SCHED_IDLE, working at most a fifth of the time (it sleeps four times as long
+    /// as each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
     /// committed on its own (on PostgreSQL asynchronously, then the shadow tables vacuumed,
     /// cost-limited), and so are the catch-up and the checksums; the two holds at the caller's
-    /// priority and not paced, since the live projector waits for them. On two cores a rebuild
-    /// on both made checkout's p99 rise by 50–190 %, on one flat out by up to +150 % on a
-    /// 1M-event PostgreSQL log (bench/README.md). About three to five times slower than `all`.
+    /// priority and not paced, since the live projector waits for them. Beside ~500 orders/s a
+    /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md, seventh session).
     one,
 };
 
