@@ -5,10 +5,11 @@
 # file or PostgreSQL database (OE_TEST_PG_ADMIN_URL, as scripts/with-test-services sets it).
 #   bench/rebuild_checkout_bench.sh <path-to-orderengine> [seconds] [connections] [sqlite|postgresql]
 #   (ROUNDS=N: N runs alone and N during rebuilds, alternating; see below)
-# (the log grows by what the warm-up and the first run place: ~30k events paced, ~300k
-# saturating; see LOG_EVENTS below for a bigger one). With LOG_EVENTS=1000000 give each run
-# at least as long as one rebuild beside checkout takes (45 s on SQLite, 60 s on PostgreSQL),
-# so a whole rebuild, swap included, falls inside the run during rebuilds.
+# (the log grows by what the runs place: ~1,500 events a second paced, more saturating; see
+# LOG_EVENTS below to start from a big one). With LOG_EVENTS=1000000 a rebuild
+# beside ~500 orders/s takes minutes (~1.6 min on SQLite, ~4 min on PostgreSQL): a 90 s run
+# holds its fold and part of its write; the loop waits for a running rebuild to end before
+# the next run alone starts.
 set -euo pipefail
 bin=${1:?usage: rebuild_checkout_bench.sh <orderengine> [seconds] [connections] [sqlite|postgresql]}
 seconds=${2:-15}
