@@ -2,7 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
+#include <cstdint>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -16,7 +19,35 @@ namespace {
     throw StoreError(fmt::format("sqlite: {}: {}", what, db != nullptr ? sqlite3_errmsg(db) : "?"));
 }
 
+/// The busy handler behind set_busy_wait: `arg` carries the timeout in milliseconds. SQLite
+/// calls it on the thread that met the lock, with count 0 for the first try of each wait, so
+/// the wait's start is kept per thread.
+int busy_wait(void* arg, int count) {
+    using Clock = std::chrono::steady_clock;
+    thread_local Clock::time_point started;
+    const auto now = Clock::now();
+    if (count == 0) {
+        started = now;
+    }
+    const auto timeout = std::chrono::milliseconds(reinterpret_cast<std::intptr_t>(arg));
+    const auto waited = now - started;
+    if (waited >= timeout) {
+        return 0;  // SQLITE_BUSY to the caller.
+    }
+    using std::chrono::microseconds;
+    const auto pause = waited < std::chrono::milliseconds(1)    ? microseconds(50)
+                       : waited < std::chrono::milliseconds(20) ? microseconds(250)
+                                                                : microseconds(2'000);
+    std::this_thread::sleep_for(pause);
+    return 1;
+}
+
 }  // namespace
+
+void set_busy_wait(sqlite3* db, std::chrono::milliseconds timeout) {
+    sqlite3_busy_handler(db, &busy_wait,
+                         reinterpret_cast<void*>(static_cast<std::intptr_t>(timeout.count())));
+}
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
     const char* tail = nullptr;

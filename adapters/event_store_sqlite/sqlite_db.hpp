@@ -2,6 +2,7 @@
 
 // Thin RAII wrappers over the SQLite C API, private to this adapter.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -56,6 +57,13 @@ class Database {
     sqlite3* db_ = nullptr;
     std::unordered_map<std::string, std::unique_ptr<Statement>> statements_;
 };
+
+/// Waits for another connection's write lock (SQLITE_BUSY) for up to `timeout`, retrying
+/// every 50 µs for the first millisecond, every 250 µs up to 20 ms, then every 2 ms: a lock
+/// another process held a few milliseconds (`orderengine rebuild`'s chunk beside a server) is
+/// taken within ~0.25 ms of its release. SQLite's own busy timeout sleeps 1, 2, 5, 10, 15 …
+/// ms between tries, so a waiter for a lock held 4 ms slept 8.
+void set_busy_wait(sqlite3* db, std::chrono::milliseconds timeout);
 
 /// Resets a statement when leaving scope, so a throw mid-step never leaves it busy.
 class StatementUse {

@@ -38,7 +38,7 @@ constexpr const char* select_columns =
     "recorded_at_us FROM oe_events ";
 
 void configure(Database& db, std::chrono::milliseconds busy_timeout) {
-    sqlite3_busy_timeout(db.handle(), static_cast<int>(busy_timeout.count()));
+    set_busy_wait(db.handle(), busy_timeout);
     // FULL: the WAL is fsynced at every commit, so an acknowledged append survives an OS
     // crash. Group commit makes one fsync carry many appends.
     db.exec("PRAGMA synchronous = FULL");
@@ -676,7 +676,7 @@ class SqliteEventStore final : public EventStore {
             }
         }
         auto reader = std::make_unique<Reader>(options_.path);
-        sqlite3_busy_timeout(reader->db.handle(), static_cast<int>(options_.busy_timeout.count()));
+        set_busy_wait(reader->db.handle(), options_.busy_timeout);
         reader->db.exec("PRAGMA mmap_size = 1073741824");
         reader->db.exec("PRAGMA cache_size = -65536");
         return ReaderLoan(this, std::move(reader));
@@ -862,7 +862,7 @@ int latest_schema_version() {
 int migrate(const std::string& path) {
     ensure_parent_directory(path);
     Database db(path, /*create=*/true);
-    sqlite3_busy_timeout(db.handle(), 10'000);
+    set_busy_wait(db.handle(), std::chrono::seconds(10));
     // WAL lets readers run beside the one writer; the setting is stored in the file.
     {
         Statement journal(db.handle(), "PRAGMA journal_mode = WAL");

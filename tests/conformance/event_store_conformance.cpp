@@ -27,6 +27,12 @@
 
 #include "support/test_database.hpp"
 
+#if defined(OE_TEST_BACKEND_SQLITE)
+#include <sqlite3.h>
+
+#include <oe/event_store_sqlite/sqlite_event_store.hpp>
+#endif
+
 using namespace oe;
 using oe::test::TestDatabase;
 
@@ -1129,6 +1135,53 @@ TEST_CASE("decide_and_append under concurrency: no overdraft across two instance
 }
 
 #if defined(OE_TEST_BACKEND_SQLITE)
+TEST_CASE("sqlite: an append waits for another connection's write lock, up to the busy timeout") {
+    TestDatabase db(backend);
+    const std::string path = db.url().substr(std::string("sqlite://").size());
+    oe::sqlite::SqliteOptions options;
+    options.path = path;
+    options.busy_timeout = std::chrono::milliseconds(400);
+    auto store = oe::sqlite::open_event_store(options);
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+    const auto run = [other](const char* sql) {
+        REQUIRE(sqlite3_exec(other, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    };
+    using Clock = std::chrono::steady_clock;
+    SUBCASE("released in time: the append waits for it and succeeds") {
+        run("BEGIN IMMEDIATE");
+        std::thread release([&run] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            run("COMMIT");
+        });
+        const auto started = Clock::now();
+        must_append(*store, {to("busy-1", ExpectedVersion::no_stream(), {event("A")})});
+        const auto waited = Clock::now() - started;
+        release.join();
+        CHECK(waited >= std::chrono::milliseconds(100));
+        CHECK(store->head_position() == 1);
+    }
+    SUBCASE("held past the timeout: the append fails, writes nothing, and the store recovers") {
+        run("BEGIN IMMEDIATE");
+        const auto started = Clock::now();
+        bool failed = false;
+        try {
+            failed =
+                !store->append({to("busy-2", ExpectedVersion::no_stream(), {event("A")})}).ok();
+        } catch (const StoreError&) {
+            failed = true;
+        }
+        const auto waited = Clock::now() - started;
+        CHECK(failed);
+        CHECK(waited >= std::chrono::milliseconds(400));
+        CHECK(waited < std::chrono::seconds(10));
+        run("COMMIT");
+        must_append(*store, {to("busy-2", ExpectedVersion::no_stream(), {event("A")})});
+        CHECK(store->head_position() == 1);
+    }
+    sqlite3_close(other);
+}
+
 TEST_CASE("sqlite: the projector's big commits are checkpointed by the store's own thread") {
     TestDatabase db(backend);
     oe::metrics::Registry metrics;
