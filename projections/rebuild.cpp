@@ -160,12 +160,15 @@ class PipelinedBulkWrite final : public SqlTx {
     /// `threaded` false: each chunk is written on the calling thread when it is full, in a
     /// transaction of its own (one core only).
     /// `tx_begins_with`: a statement each transaction runs first (PostgreSQL: asynchronous
-    /// commits).
+    /// commits). `rows_per_insert` (0: as given): bulk inserts split into inserts of at most
+    /// that many rows, each a statement of its own (SQLite beside a server: shorter holds of
+    /// the write lock).
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
                        bool threaded = true, Pacer* pacer = nullptr,
-                       std::string tx_begins_with = {})
+                       std::string tx_begins_with = {}, std::size_t rows_per_insert = 0)
         : store_(store),
           pacer_(pacer),
+          rows_per_insert_(rows_per_insert),
           tx_begins_with_(std::move(tx_begins_with)),
           per_chunk_(statements_per_chunk),
           one_tx_per_chunk_(one_tx_per_chunk || !threaded),
@@ -194,9 +197,23 @@ class PipelinedBulkWrite final : public SqlTx {
     }
     void insert_rows(const std::string& table, const std::vector<std::string>& columns,
                      const std::vector<SqlValue>& values) override {
-        building_.push_back(Write{table, columns, values});
-        if (building_.size() >= per_chunk_) {
-            hand_over();
+        const std::size_t per_insert = rows_per_insert_ * columns.size();
+        if (per_insert == 0 || values.size() <= per_insert) {
+            building_.push_back(Write{table, columns, values});
+            if (building_.size() >= per_chunk_) {
+                hand_over();
+            }
+            return;
+        }
+        for (std::size_t at = 0; at < values.size(); at += per_insert) {
+            const auto end = values.begin() +
+                             static_cast<std::ptrdiff_t>(std::min(values.size(), at + per_insert));
+            building_.push_back(Write{
+                table, columns,
+                std::vector<SqlValue>(values.begin() + static_cast<std::ptrdiff_t>(at), end)});
+            if (building_.size() >= per_chunk_) {
+                hand_over();
+            }
         }
     }
     std::vector<SqlRow> query(std::string_view, const std::vector<SqlValue>&) override {
@@ -305,6 +322,7 @@ class PipelinedBulkWrite final : public SqlTx {
 
     EventStore& store_;
     Pacer* pacer_;
+    std::size_t rows_per_insert_;
     std::string tx_begins_with_;
     std::size_t per_chunk_;
     bool one_tx_per_chunk_;
@@ -333,11 +351,16 @@ constexpr int one_core_busy_percent = 20;
 /// process too (its share of the work is paced only through this thread's waits for it).
 constexpr std::size_t one_core_read_batch = 250;
 
-/// Empties the shadow tables of `live_tables`. On SQLite in transactions of 5,000 rows, so
-/// checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
+/// On SQLite beside a server, rows per shadow-write commit and events per catch-up commit:
+/// each holds the database's one write lock, which checkout's appends wait for.
+constexpr std::size_t one_core_sqlite_rows_per_commit = 100;
+constexpr std::size_t one_core_sqlite_catch_up_batch = 250;
+
+/// Empties the shadow tables of `live_tables`. On SQLite in transactions of `rows_per_commit`
+/// rows, so checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
 /// nobody, so one statement each.
 void empty_shadows(EventStore& store, const std::vector<std::string>& live_tables,
-                   Pacer* pacer = nullptr) {
+                   Pacer* pacer = nullptr, std::size_t rows_per_commit = 5'000) {
     const bool sqlite = store.backend_name() == "sqlite";
     for (const auto& table : live_tables) {
         const std::string shadow = table + std::string(shadow_suffix);
@@ -357,8 +380,9 @@ void empty_shadows(EventStore& store, const std::vector<std::string>& live_table
         }
         for (bool more = true; more;) {
             store.commit_projections({}, [&](SqlTx& tx) {
-                tx.exec("DELETE FROM " + shadow + " WHERE rowid IN (SELECT rowid FROM " + shadow +
-                        " LIMIT 5000)");
+                tx.exec(
+                    fmt::format("DELETE FROM {0} WHERE rowid IN (SELECT rowid FROM {0} LIMIT {1})",
+                                shadow, rows_per_commit));
                 more = !tx.query("SELECT 1 FROM " + shadow + " LIMIT 1").empty();
             });
             if (pacer != nullptr) {
@@ -447,7 +471,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         //    one core: first).
         std::future<void> emptied;
         if (one_core) {
-            empty_shadows(store, live_tables, &pacer);
+            empty_shadows(store, live_tables, &pacer, one_core_sqlite_rows_per_commit);
         } else {
             emptied = std::async(std::launch::async, [&store, &live_tables] {
                 name_this_thread("oe-rebuild-emp");
@@ -504,11 +528,11 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             // lost in a crash costs nothing (the next rebuild starts over), and the swap's
             // commit, synchronous, flushes every row before it.
             const bool small_chunks = one_core;
-            PipelinedBulkWrite bulk(store, small_chunks ? 1 : statements_per_chunk,
-                                    store.backend_name() == "sqlite", !one_core, &pacer,
-                                    one_core && store.backend_name() != "sqlite"
-                                        ? "SET LOCAL synchronous_commit TO off"
-                                        : "");
+            const bool sqlite_store = store.backend_name() == "sqlite";
+            PipelinedBulkWrite bulk(
+                store, small_chunks ? 1 : statements_per_chunk, sqlite_store, !one_core, &pacer,
+                one_core && !sqlite_store ? "SET LOCAL synchronous_commit TO off" : "",
+                one_core && sqlite_store ? one_core_sqlite_rows_per_commit : 0);
             for (const auto& p : shadows) {
                 check_cancel();
                 p->write_all(bulk, state);
@@ -591,7 +615,8 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     };
     // Outside any hold, until what is left fits one small batch (a few passes: checkout keeps
     // appending meanwhile; if it outruns the paced catch-up, the hold applies the rest).
-    const std::size_t outside_batch = one_core ? 1'000 : read_batch;
+    const std::size_t outside_batch =
+        !one_core ? read_batch : (sqlite ? one_core_sqlite_catch_up_batch : 1'000);
     const auto catch_up_outside = [&] {
         for (int pass = 0; pass < 20; ++pass) {
             check_cancel();
