@@ -75,8 +75,9 @@ enum class RebuildCores {
     /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
     /// a thread at SCHED_IDLE, working at most a fifth of the time (it sleeps four times as long
     /// as each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
-    /// committed on its own (on PostgreSQL asynchronously, then the shadow tables vacuumed,
-    /// cost-limited), and so are the catch-up and the checksums; the two holds at the caller's
+    /// (100 rows on SQLite, whose one write lock checkout's appends wait for) committed on its
+    /// own (on PostgreSQL asynchronously, then the shadow tables vacuumed, cost-limited), and so
+    /// are the catch-up and the checksums; the two holds at the caller's
     /// priority and not paced, since the live projector waits for them. Beside ~500 orders/s a
     /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md, seventh session).
     one,
