@@ -190,30 +190,20 @@ class PipelinedBulkWrite final : public SqlTx {
     PipelinedBulkWrite& operator=(const PipelinedBulkWrite&) = delete;
 
     void exec(std::string_view sql, const std::vector<SqlValue>& params) override {
-        building_.push_back(Write{std::string(sql), {}, params});
-        if (building_.size() >= per_chunk_) {
-            hand_over();
-        }
+        queue(Write{std::string(sql), {}, params});
     }
     void insert_rows(const std::string& table, const std::vector<std::string>& columns,
                      const std::vector<SqlValue>& values) override {
         const std::size_t per_insert = rows_per_insert_ * columns.size();
         if (per_insert == 0 || values.size() <= per_insert) {
-            building_.push_back(Write{table, columns, values});
-            if (building_.size() >= per_chunk_) {
-                hand_over();
-            }
+            queue(Write{table, columns, values});
             return;
         }
         for (std::size_t at = 0; at < values.size(); at += per_insert) {
-            const auto end = values.begin() +
-                             static_cast<std::ptrdiff_t>(std::min(values.size(), at + per_insert));
-            building_.push_back(Write{
-                table, columns,
-                std::vector<SqlValue>(values.begin() + static_cast<std::ptrdiff_t>(at), end)});
-            if (building_.size() >= per_chunk_) {
-                hand_over();
-            }
+            const auto first = values.begin() + static_cast<std::ptrdiff_t>(at);
+            const auto last = values.begin() +
+                              static_cast<std::ptrdiff_t>(std::min(values.size(), at + per_insert));
+            queue(Write{table, columns, std::vector<SqlValue>(first, last)});
         }
     }
     std::vector<SqlRow> query(std::string_view, const std::vector<SqlValue>&) override {
@@ -234,6 +224,13 @@ class PipelinedBulkWrite final : public SqlTx {
     }
 
   private:
+    void queue(Write write) {
+        building_.push_back(std::move(write));
+        if (building_.size() >= per_chunk_) {
+            hand_over();
+        }
+    }
+
     void hand_over() {
         if (building_.empty()) {
             return;
