@@ -91,7 +91,9 @@ placed_check() {  # placed_check <head before> <head after> <requests>
 # LOG_EVENTS).
 wrk_orders "${WARMUP_S:-$([[ -n "${LOG_EVENTS:-}" ]] && echo 20 || echo 5)}" >/dev/null
 # Rebuilds back to back while wrk runs. The loop that starts and polls them (a curl and a grep
-# every 50 ms) runs as SCHED_IDLE, so the bench's own processes do not take CPU from checkout.
+# every second) runs as SCHED_IDLE. Until 2026-11-27 it polled every 50 ms: forty processes a
+# second, beside the runs during rebuilds only, which alone raised their p99 by ~30 points
+# (bench/README.md, eighth session).
 rebuild_loop() {  # rebuild_loop <seconds> <file for the count>
     chrt --idle -p 0 "$BASHPID" >/dev/null
     local end=$((SECONDS + $1)) n=0 attempt=0 code
@@ -100,10 +102,10 @@ rebuild_loop() {  # rebuild_loop <seconds> <file for the count>
         # Counted only when it started (202), not when one was still running (409).
         code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
             -H "Idempotency-Key: rb-$2-$attempt-$$" "$base/api/admin/projections/all/rebuild")
-        [[ "$code" == 202 ]] || { sleep 0.05; continue; }
+        [[ "$code" == 202 ]] || { sleep 1; continue; }
         n=$((n + 1))
         while curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" |
-            grep -q '"state":"\(running\|swapping\)"'; do sleep 0.05; done
+            grep -q '"state":"\(running\|swapping\)"'; do sleep 1; done
     done
     echo "$n" >"$2"
 }

@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <oe/kernel/json_text.hpp>
 #include <oe/kernel/log.hpp>
 #include <oe/kernel/thread_name.hpp>
 #include <oe/kernel/time.hpp>
@@ -774,7 +775,44 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     return status;
 }
 
-RebuildJobs::RebuildJobs(EventStore& store) : store_(store) {}
+std::string to_json(const RebuildStatus& s) {
+    std::string out = R"({"job_id":)";
+    append_json_string(out, s.job_id);
+    out += R"(,"projections":[)";
+    for (std::size_t i = 0; i < s.projections.size(); ++i) {
+        if (i > 0) {
+            out += ",";
+        }
+        append_json_string(out, s.projections[i]);
+    }
+    out += fmt::format(
+        R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},)"
+        R"("phases_ms":{{"fold":{},"write":{},"swap":{},"checksum":{},"held":{},"locked":{}}},)"
+        R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
+        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.fold_ms, s.write_ms, s.swap_ms,
+        s.checksum_ms, s.held_ms, s.locked_ms, format_iso8601_us(s.started_at_us),
+        s.finished_at_us == 0 ? std::string("null")
+                              : "\"" + format_iso8601_us(s.finished_at_us) + "\"",
+        s.swapped_at == 0 ? std::string("null") : std::to_string(s.swapped_at));
+    for (std::size_t i = 0; i < s.checksums.size(); ++i) {
+        const auto& c = s.checksums[i];
+        out += fmt::format(R"({}{{"table":"{}","live":"{}","live_at":{},"rebuilt":"{}","rows":{},)"
+                           R"("identical":{}}})",
+                           i == 0 ? "" : ",", c.projection, c.live, c.live_at, c.rebuilt, c.rows,
+                           c.live == c.rebuilt ? "true" : "false");
+    }
+    out += R"(],"error":)";
+    if (s.error.empty()) {
+        out += "null";
+    } else {
+        append_json_string(out, s.error);
+    }
+    out += "}";
+    return out;
+}
+
+RebuildJobs::RebuildJobs(EventStore& store, RebuildRunner runner)
+    : store_(store), runner_(std::move(runner)) {}
 
 RebuildJobs::~RebuildJobs() {
     stop();
@@ -803,6 +841,11 @@ std::optional<RebuildStatus> RebuildJobs::start(const std::vector<std::string>& 
         }
         return std::nullopt;
     }
+    if (runner_) {
+        // The runner's process takes the lease itself (one started in the gap fails with
+        // "already running", and the job with it).
+        lease.reset();
+    }
     if (thread_.joinable()) {
         thread_.join();
     }
@@ -825,14 +868,14 @@ std::optional<RebuildStatus> RebuildJobs::start(const std::vector<std::string>& 
                     {{"job_id", job_id}, {"error", std::strerror(errno)}});
             }
             try {
-                auto done = rebuild(
-                    store_, names,
-                    [&](const RebuildStatus& s) {
-                        std::lock_guard guard(mutex_);
-                        latest_ = s;
-                        latest_->job_id = job_id;
-                    },
-                    &cancel_, RebuildCores::one);
+                const auto progress = [&](const RebuildStatus& s) {
+                    std::lock_guard guard(mutex_);
+                    latest_ = s;
+                    latest_->job_id = job_id;
+                };
+                auto done = runner_ ? runner_(names, progress, cancel_)
+                                    : rebuild(store_, names, progress, &cancel_, RebuildCores::one);
+                progress(done);
                 log(LogLevel::info, "rebuild done",
                     {{"job_id", job_id}, {"swapped_at", std::to_string(done.swapped_at)}});
             } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 // orderengine: the composition root. Reads like the list of the parts that run.
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <oe/app/demo.hpp>
 #include <oe/app/erp_worker.hpp>
 #include <oe/app/finance.hpp>
+#include <oe/app/rebuild_process.hpp>
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
@@ -52,8 +54,10 @@ constexpr const char* usage =
     "                                    re-derived as of its position (exit 1: inconsistent)\n"
     "  replay --as-of <ISO8601|position> [--model credit|stock|pricing|orders]\n"
     "         [--format json|csv]        a read model as it stood then, from the log alone\n"
-    "  rebuild <projection|--all>        rebuild read models into shadow tables from the log\n"
-    "                                    and swap them in (safe while serve runs)\n"
+    "  rebuild <projection|--all> [--beside-server] [--progress json]\n"
+    "                                    rebuild read models into shadow tables from the log\n"
+    "                                    and swap them in (safe while serve runs; SIGTERM or\n"
+    "                                    Ctrl-C cancels before the swap)\n"
     "  fake-erp --port P [--fail-rate F] [--latency-ms L] [--down] [--seed FILE]\n"
     "                                    run the simulated legacy ERP (wire format in\n"
     "                                    docs/erp-wire-format.md, control under /_sim)\n"
@@ -368,7 +372,34 @@ void seed_from_log(oe::erp::FakeErp& erp, oe::commands::CommandService& commands
     });
 }
 
-int run_rebuild(const std::vector<std::string>& args) {
+/// Set by SIGTERM or SIGINT during `orderengine rebuild`: stop before the swap.
+std::atomic<bool> rebuild_cancelled{false};
+
+extern "C" void cancel_rebuild_on_signal(int) {
+    rebuild_cancelled.store(true);
+}
+
+int run_rebuild(const std::vector<std::string>& all_args) {
+    // --beside-server: on one core whether or not a server holds the database (a server
+    // starts its rebuilds so). --progress json: each progress report, and the end, as one
+    // line of JSON on stdout (the object GET /api/admin/projections shows), and nothing else.
+    bool beside_server = false;
+    bool json = false;
+    std::vector<std::string> args;
+    for (std::size_t i = 0; i < all_args.size(); ++i) {
+        if (all_args[i] == "--beside-server") {
+            beside_server = true;
+        } else if (all_args[i] == "--progress") {
+            if (i + 1 >= all_args.size() || all_args[i + 1] != "json") {
+                std::cerr << "orderengine rebuild: --progress takes one value: json\n";
+                return exit_usage;
+            }
+            json = true;
+            ++i;
+        } else {
+            args.push_back(all_args[i]);
+        }
+    }
     if (args.size() != 1) {
         std::cerr << "orderengine rebuild: name one projection or --all ("
                   << fmt::format("{}", fmt::join(oe::projections::projection_names(), ", "))
@@ -386,42 +417,78 @@ int run_rebuild(const std::vector<std::string>& args) {
         }
         names.push_back(args[0]);
     }
-    const std::string url = env_or("DATABASE_URL", default_database_url);
-    auto store = oe::app::open_store(url);
-    const auto lease = store->try_lease("rebuild");
-    if (!lease) {
-        std::cerr << "orderengine rebuild: a rebuild is already running against this database\n";
-        return 1;
-    }
-    // A server taking orders against this database holds the "erp" lease (its ERP worker):
-    // then the rebuild leaves it the other cores, as a rebuild started through the API does.
-    const bool serving = store->try_lease("erp") == nullptr;
-    std::unique_ptr<oe::EventStore> background;
-    if (serving) {
-        std::cerr << "a server is running against this database: rebuilding on one core\n";
-        if (oe::app::parse_database_url(url).backend == oe::app::Backend::postgresql) {
-            background = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
+    // Ctrl-C or SIGTERM (a server stopping its rebuild) cancels before the swap: the live read
+    // models stay as they are.
+    struct sigaction action {};
+    action.sa_handler = cancel_rebuild_on_signal;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGTERM, &action, nullptr);
+    ::sigaction(SIGINT, &action, nullptr);
+    // With --progress json a failure is a line of JSON too (the server shows its error).
+    oe::projections::RebuildStatus failed;
+    failed.state = "failed";
+    failed.projections = names.empty() ? oe::projections::projection_names() : names;
+    failed.started_at_us = oe::now_us();
+    const auto fail = [&](const std::string& message, int code) {
+        if (json) {
+            failed.error = message;
+            failed.finished_at_us = oe::now_us();
+            std::cout << oe::projections::to_json(failed) << std::endl;
         }
+        std::cerr << "orderengine rebuild: " << message << "\n";
+        return code;
+    };
+    try {
+        const std::string url = env_or("DATABASE_URL", default_database_url);
+        auto store = oe::app::open_store(url);
+        const auto lease = store->try_lease("rebuild");
+        if (!lease) {
+            return fail("a rebuild is already running against this database", 1);
+        }
+        // A server taking orders against this database holds the "erp" lease (its ERP worker):
+        // then the rebuild leaves it the other cores, as a rebuild started through the API does.
+        const bool serving = beside_server || store->try_lease("erp") == nullptr;
+        std::unique_ptr<oe::EventStore> background;
+        if (serving) {
+            if (!json) {
+                std::cerr << "a server is running against this database: rebuilding on one core\n";
+            }
+            if (oe::app::parse_database_url(url).backend == oe::app::Backend::postgresql) {
+                background = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
+            }
+        }
+        const auto done = oe::projections::rebuild(
+            background ? *background : *store, names,
+            [json](const auto& s) {
+                if (json) {
+                    std::cout << oe::projections::to_json(s) << std::endl;
+                } else {
+                    std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n",
+                                             s.state, s.position, s.target, s.events_per_s,
+                                             s.eta_ms);
+                }
+            },
+            &rebuild_cancelled,
+            serving ? oe::projections::RebuildCores::one : oe::projections::RebuildCores::all);
+        if (json) {
+            std::cout << oe::projections::to_json(done) << std::endl;
+            return 0;
+        }
+        bool identical = true;
+        for (const auto& c : done.checksums) {
+            std::cout << fmt::format("{:<18} {:>9} rows  live {}  rebuilt {}{}\n", c.projection,
+                                     c.rows, c.live, c.rebuilt,
+                                     c.live == c.rebuilt ? "  identical" : "  CHANGED");
+            identical = identical && c.live == c.rebuilt;
+        }
+        std::cout << fmt::format(
+            "swapped in at position {} in {} ms{}\n", done.swapped_at,
+            (done.finished_at_us - done.started_at_us) / 1000,
+            identical ? "" : " (the rebuilt tables differ from what they replaced)");
+        return 0;
+    } catch (const std::exception& e) {
+        return fail(e.what(), exit_failure);
     }
-    const auto done = oe::projections::rebuild(
-        background ? *background : *store, names,
-        [](const auto& s) {
-            std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n", s.state,
-                                     s.position, s.target, s.events_per_s, s.eta_ms);
-        },
-        nullptr, serving ? oe::projections::RebuildCores::one : oe::projections::RebuildCores::all);
-    bool identical = true;
-    for (const auto& c : done.checksums) {
-        std::cout << fmt::format("{:<18} {:>9} rows  live {}  rebuilt {}{}\n", c.projection, c.rows,
-                                 c.live, c.rebuilt,
-                                 c.live == c.rebuilt ? "  identical" : "  CHANGED");
-        identical = identical && c.live == c.rebuilt;
-    }
-    std::cout << fmt::format(
-        "swapped in at position {} in {} ms{}\n", done.swapped_at,
-        (done.finished_at_us - done.started_at_us) / 1000,
-        identical ? "" : " (the rebuilt tables differ from what they replaced)");
-    return 0;
 }
 
 int run_audit(const std::vector<std::string>& args) {
@@ -597,14 +664,12 @@ int run_serve(const std::vector<std::string>& args) {
         erp_options);
     erp_worker.start();
 
-    // Rebuilds yield to checkout: on PostgreSQL through connections of their own, whose
-    // server processes run at a lower priority (on SQLite the work is this process's threads,
-    // which the rebuild lowers itself).
-    std::unique_ptr<oe::EventStore> rebuild_store;
-    if (oe::app::parse_database_url(url).backend == oe::app::Backend::postgresql) {
-        rebuild_store = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
-    }
-    oe::projections::RebuildJobs rebuilds(rebuild_store ? *rebuild_store : *store);
+    // Rebuilds run in a process of their own (this binary: `orderengine rebuild
+    // --beside-server`): the write model a fold builds is the child's and freed when it exits,
+    // and a crash in a rebuild leaves the server up. It yields the CPU as an in-process
+    // rebuild did (src/app/rebuild_process.hpp).
+    oe::projections::RebuildJobs rebuilds(*store,
+                                          oe::app::rebuild_in_child_process("/proc/self/exe", url));
     oe::http::Api api(
         {*store, commands, config, metrics, *jwt_secret, &erp_worker, &projections, &rebuilds});
     for (const auto& [name, position] : projections.checkpoints()) {

@@ -1445,43 +1445,6 @@ struct Api::Impl {
 
     // ---- Projections and their rebuild (SPEC §6, issue 6).
 
-    static std::string rebuild_json(const projections::RebuildStatus& s) {
-        std::string out = R"({"job_id":)";
-        append_json_string(out, s.job_id);
-        out += R"(,"projections":[)";
-        for (std::size_t i = 0; i < s.projections.size(); ++i) {
-            if (i > 0) {
-                out += ",";
-            }
-            append_json_string(out, s.projections[i]);
-        }
-        out += fmt::format(
-            R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},)"
-            R"("phases_ms":{{"fold":{},"write":{},"swap":{},"checksum":{},"held":{},"locked":{}}},)"
-            R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
-            s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.fold_ms, s.write_ms,
-            s.swap_ms, s.checksum_ms, s.held_ms, s.locked_ms, format_iso8601_us(s.started_at_us),
-            s.finished_at_us == 0 ? std::string("null")
-                                  : "\"" + format_iso8601_us(s.finished_at_us) + "\"",
-            s.swapped_at == 0 ? std::string("null") : std::to_string(s.swapped_at));
-        for (std::size_t i = 0; i < s.checksums.size(); ++i) {
-            const auto& c = s.checksums[i];
-            out +=
-                fmt::format(R"({}{{"table":"{}","live":"{}","live_at":{},"rebuilt":"{}","rows":{},)"
-                            R"("identical":{}}})",
-                            i == 0 ? "" : ",", c.projection, c.live, c.live_at, c.rebuilt, c.rows,
-                            c.live == c.rebuilt ? "true" : "false");
-        }
-        out += R"(],"error":)";
-        if (s.error.empty()) {
-            out += "null";
-        } else {
-            append_json_string(out, s.error);
-        }
-        out += "}";
-        return out;
-    }
-
     Step<Response> projections_status(const auth::Principal& p) const {
         if (auto denied = require(p, auth::Permission::manage_projections)) {
             return *denied;
@@ -1503,7 +1466,7 @@ struct Api::Impl {
         }
         body += R"(],"rebuild":)";
         const auto latest = deps.rebuilds != nullptr ? deps.rebuilds->latest() : std::nullopt;
-        body += latest ? rebuild_json(*latest) : std::string("null");
+        body += latest ? projections::to_json(*latest) : std::string("null");
         body += "}";
         return json_response(200, std::move(body));
     }
@@ -1537,12 +1500,12 @@ struct Api::Impl {
                     append_json_string(body, running.error.empty()
                                                  ? "a rebuild is running; wait for it to finish"
                                                  : running.error);
-                    body += "},\"job\":" + rebuild_json(running) + "}";
+                    body += "},\"job\":" + projections::to_json(running) + "}";
                     return json_response(409, std::move(body));
                 }
                 log(LogLevel::info, "rebuild started",
                     {{"trace_id", request.trace_id}, {"job_id", started->job_id}});
-                return json_response(202, rebuild_json(*started));
+                return json_response(202, projections::to_json(*started));
             });
     }
 

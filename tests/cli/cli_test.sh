@@ -158,6 +158,32 @@ else
     not_ok "serve did not answer /health: $(cat "$work/serve.err")"
 fi
 
+# orderengine rebuild: the human summary, --progress json (each line one JSON object, the last
+# one "done"; what a server reads from its rebuild process), bad arguments.
+rb_db="sqlite://$work/rebuild.db"
+DATABASE_URL="$rb_db" "$bin" migrate >/dev/null 2>&1
+out=$(DATABASE_URL="$rb_db" "$bin" rebuild --all 2>/dev/null)
+[[ $? -eq 0 && "$out" == *"swapped in at position"* && "$out" == *"identical"* ]] \
+    && ok "rebuild --all prints its checksums and exits 0" || not_ok "rebuild --all: $out"
+json=$(DATABASE_URL="$rb_db" "$bin" rebuild pricing --beside-server --progress json 2>/dev/null)
+rc=$?
+if [[ $rc -eq 0 ]] && printf '%s\n' "$json" | python3 -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin if l.strip()]
+assert lines and lines[-1]["state"] == "done", lines[-1:]
+assert lines[-1]["projections"] == ["pricing"] and lines[-1]["checksums"][0]["identical"]
+'; then
+    ok "rebuild --progress json prints JSON lines, the last one done"
+else
+    not_ok "rebuild --progress json (exit $rc): ${json:0:300}"
+fi
+expect_fail "rebuild --progress with another value exits 2" 2 "--progress takes one value: json" \
+    env DATABASE_URL="$rb_db" "$bin" rebuild --all --progress xml
+expect_fail "rebuild of an unknown projection exits 2" 2 "unknown projection 'ledger'" \
+    env DATABASE_URL="$rb_db" "$bin" rebuild ledger
+expect_fail "rebuild with two names exits 2" 2 "name one projection or --all" \
+    env DATABASE_URL="$rb_db" "$bin" rebuild pricing orders
+
 sqlite3 "$work/data/orderengine.db" \
     "INSERT INTO oe_schema_migrations VALUES (999, 'from the future', 0)"
 expect_fail "a schema newer than the binary exits 2 with one line" 2 "newer|understands up to" \

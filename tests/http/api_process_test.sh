@@ -119,6 +119,24 @@ expect "audit of an unknown order → 404" 404 '"not_found"' -H "Authorization: 
 expect "audit as a reseller → 403" 403 '"forbidden"' "${auth[@]}" "$base/api/finance/orders/$id/audit"
 expect "audit of a placed order is consistent" 200 '"consistent":true' -H "Authorization: Bearer $finance" "$base/api/finance/orders/$id/audit"
 
+# A rebuild through the API runs in a process of its own (the server's log names its pid) and
+# swaps in tables identical to the live ones; a second request while it runs → 409.
+expect "rebuild of every projection → 202" 202 '"state":"running"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: rb-1" -X POST "$base/api/admin/projections/all/rebuild"
+rebuilt=""
+for _ in $(seq 1 300); do
+    rebuilt=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections")
+    [[ "$rebuilt" == *'"state":"done"'* || "$rebuilt" == *'"state":"failed"'* ]] && break
+    sleep 0.1
+done
+if [[ "$rebuilt" == *'"state":"done"'* && "$rebuilt" == *'"identical":true'* && "$rebuilt" != *'"identical":false'* ]]; then
+    ok "the rebuild is done and every table identical"
+else
+    not_ok "rebuild: ${rebuilt:0:400}"
+fi
+child=$(grep '"rebuild process started"' "$work/err" | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["pid"])' 2>/dev/null)
+[[ -n "$child" && "$child" != "$server" ]] && ok "the rebuild ran in a process of its own (pid $child)" || not_ok "no rebuild process in the server's log"
+[[ -z "$child" ]] || ! kill -0 "$child" 2>/dev/null && ok "the rebuild process has ended" || not_ok "the rebuild process $child is still there"
+
 # Protocol abuse on raw sockets: both Content-Length and Transfer-Encoding, and a client that
 # never finishes its headers. The server answers the first with 400 and keeps serving.
 clte=$(python3 - "$port" <<'PY'

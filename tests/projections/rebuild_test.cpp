@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <oe/app/demo.hpp>
+#include <oe/app/rebuild_process.hpp>
 #include <oe/app/store_factory.hpp>
 #include <oe/commands/command_service.hpp>
 #include <oe/kernel/time.hpp>
@@ -156,6 +157,109 @@ TEST_SUITE("rebuild") {
             CHECK(live_rows(*store) == before);
             CHECK(store->query("SELECT * FROM rm_orders_rebuild").size() == before[5].size());
         }
+    }
+
+    TEST_CASE("a server's rebuild runs in a process of its own, reports, and is identical") {
+        // RebuildJobs with the runner `orderengine serve` uses: the real binary, started as
+        // `orderengine rebuild --beside-server --progress json`, its status read from a pipe.
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto before = live_rows(*store);
+        projections::RebuildJobs jobs(*store,
+                                      app::rebuild_in_child_process(OE_TEST_ORDERENGINE, db.url()));
+        projections::RebuildStatus running;
+        const auto started = jobs.start({}, &running);
+        REQUIRE(started);
+        CHECK(started->state == "running");
+        // One at a time: a second request while the first runs is refused.
+        const auto second = jobs.start({"orders"}, &running);
+        auto latest = jobs.latest();
+        for (int i = 0; i < 600 && latest && latest->state != "done" && latest->state != "failed";
+             ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            latest = jobs.latest();
+        }
+        REQUIRE(latest);
+        CHECK_MESSAGE(latest->state == "done", latest->error);
+        CHECK(latest->job_id == started->job_id);
+        CHECK(latest->swapped_at == store->head_position());
+        REQUIRE(latest->checksums.size() == 7);
+        for (const auto& c : latest->checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live == c.rebuilt);
+            CHECK(c.rows > 0);
+        }
+        CHECK(live_rows(*store) == before);
+        if (second) {
+            // Only if the first had already ended (a small log rebuilds in well under a second).
+            CHECK(latest->state == "done");
+        }
+        jobs.stop();
+    }
+
+    TEST_CASE("a rebuild process cancelled, or that cannot start, fails and changes nothing") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto before = live_rows(*store);
+        int reports = 0;
+        const auto count = [&](const projections::RebuildStatus&) { ++reports; };
+        // Cancelled from the start: the child gets SIGTERM and ends before any swap.
+        std::atomic<bool> cancel{true};
+        const auto runner_fn = app::rebuild_in_child_process(OE_TEST_ORDERENGINE, db.url());
+        CHECK_THROWS(runner_fn({}, count, cancel));
+        CHECK(live_rows(*store) == before);
+        // A binary that is not there.
+        std::atomic<bool> go{false};
+        CHECK_THROWS_WITH(
+            app::rebuild_in_child_process("/nonexistent/orderengine", db.url())({}, count, go),
+            doctest::Contains("cannot start the rebuild process"));
+        // A database the child cannot open: it reports the failure as its last line.
+        CHECK_THROWS(app::rebuild_in_child_process(
+            OE_TEST_ORDERENGINE, "sqlite:///nonexistent/dir/x.db")({}, count, go));
+        CHECK(live_rows(*store) == before);
+        // And afterwards a rebuild through it works.
+        const auto done = runner_fn({"pricing"}, count, go);
+        CHECK(done.state == "done");
+        CHECK(reports > 0);
+        REQUIRE(done.checksums.size() == 1);
+        CHECK(done.checksums[0].live == done.checksums[0].rebuilt);
+    }
+
+    TEST_CASE("a rebuild's status survives its JSON line") {
+        projections::RebuildStatus s;
+        s.job_id = "rebuild-1";
+        s.projections = {"orders", "credit"};
+        s.state = "done";
+        s.position = 1'000'001;
+        s.target = 1'000'002;
+        s.events_per_s = 250'000;
+        s.eta_ms = 3;
+        s.started_at_us = 1'795'677'457'123'456;
+        s.finished_at_us = 1'795'677'467'123'456;
+        s.swapped_at = 1'000'002;
+        s.fold_ms = 1;
+        s.write_ms = 2;
+        s.swap_ms = 3;
+        s.checksum_ms = 4;
+        s.held_ms = 5;
+        s.locked_ms = 6;
+        s.checksums = {{"rm_orders", "00ff", "00ff", 7, 1'000'000},
+                       {"rm_credit", "01", "02", 8, 1'000'001}};
+        s.error = "a \"quoted\" error";
+        const auto back = app::parse_rebuild_status(projections::to_json(s));
+        REQUIRE(back);
+        CHECK(projections::to_json(*back) == projections::to_json(s));
+        CHECK(back->checksums[1].live_at == 1'000'001);
+        CHECK_FALSE(app::parse_rebuild_status("running: 5 of 10 events"));
+        CHECK_FALSE(app::parse_rebuild_status("{\"position\":5}"));
     }
 
     TEST_CASE("a single projection can be rebuilt; unknown names are refused") {

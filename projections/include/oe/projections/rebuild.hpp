@@ -80,6 +80,7 @@ enum class RebuildCores {
     /// are the catch-up and the checksums; the two holds at the caller's
     /// priority and not paced, since the live projector waits for them. Beside ~500 orders/s a
     /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md, seventh session).
+    /// A server runs it in a process of its own (`orderengine rebuild --beside-server`).
     one,
 };
 
@@ -91,12 +92,24 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                       const std::atomic<bool>* cancel = nullptr,
                       RebuildCores cores = RebuildCores::all);
 
+/// The JSON object GET /api/admin/projections shows for a rebuild (SPEC §6), on one line.
+[[nodiscard]] std::string to_json(const RebuildStatus& status);
+
+/// Runs one rebuild for RebuildJobs, somewhere else than on the job's thread (the server runs
+/// each in a process of its own: src/app/rebuild_process.hpp): the names (empty: all), a
+/// callback for its progress, and a flag that asks it to stop before the swap. Returns the
+/// final status; throws (std::exception) when the rebuild failed or was cancelled. It takes the
+/// store's lease "rebuild" itself.
+using RebuildRunner = std::function<RebuildStatus(
+    const std::vector<std::string>& names,
+    const std::function<void(const RebuildStatus&)>& progress, const std::atomic<bool>& cancel)>;
+
 /// One rebuild at a time, in the background (POST /api/admin/projections/{name}/rebuild), on
-/// one core (RebuildCores::one: the server is taking orders). Across processes the store's
-/// lease "rebuild" keeps it to one.
+/// one core (RebuildCores::one: the server is taking orders): by `runner`, or, without one, on
+/// a thread of this process. Across processes the store's lease "rebuild" keeps it to one.
 class RebuildJobs {
   public:
-    explicit RebuildJobs(EventStore& store);
+    explicit RebuildJobs(EventStore& store, RebuildRunner runner = {});
     ~RebuildJobs();
     RebuildJobs(const RebuildJobs&) = delete;
     RebuildJobs& operator=(const RebuildJobs&) = delete;
@@ -112,6 +125,7 @@ class RebuildJobs {
 
   private:
     EventStore& store_;
+    RebuildRunner runner_;
     mutable std::mutex mutex_;
     std::optional<RebuildStatus> latest_;
     bool running_ = false;
