@@ -424,12 +424,13 @@ int run_rebuild(const std::vector<std::string>& all_args) {
     sigemptyset(&action.sa_mask);
     ::sigaction(SIGTERM, &action, nullptr);
     ::sigaction(SIGINT, &action, nullptr);
-    // With --progress json a failure is a line of JSON too (the server shows its error).
+    // With --progress json a failure is a line of JSON too (the server shows its error): the
+    // last status reported, failed.
     oe::projections::RebuildStatus failed;
-    failed.state = "failed";
     failed.projections = names.empty() ? oe::projections::projection_names() : names;
     failed.started_at_us = oe::now_us();
     const auto fail = [&](const std::string& message, int code) {
+        failed.state = "failed";
         if (json) {
             failed.error = message;
             failed.finished_at_us = oe::now_us();
@@ -459,8 +460,9 @@ int run_rebuild(const std::vector<std::string>& all_args) {
         }
         const auto done = oe::projections::rebuild(
             background ? *background : *store, names,
-            [json](const auto& s) {
+            [json, &failed](const auto& s) {
                 if (json) {
+                    failed = s;
                     std::cout << oe::projections::to_json(s) << std::endl;
                 } else {
                     std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n",
