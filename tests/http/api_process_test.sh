@@ -87,7 +87,14 @@ expect "place an order → 201" 201 '"status":"placed"' "${auth[@]}" -H "Idempot
 replayed=$(curl -s -D - -o /dev/null "${auth[@]}" -H "Idempotency-Key: order-1" -d "$order" "$base/api/orders" | tr -d '\r')
 [[ "$replayed" == *"Idempotent-Replayed: true"* && "$replayed" == *"201 Created"* ]] && ok "the same key replays 201" || not_ok "replay: $replayed"
 expect "same key, other body → 422" 422 '"idempotency_key_reuse"' "${auth[@]}" -H "Idempotency-Key: order-1" -d '{"lines":[{"sku":"SRM-VITC-30","qty":4}]}' "$base/api/orders"
-id=$(curl -s "${auth[@]}" "$base/api/orders" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orders"][0]["order_id"])')
+# The list is a read model, behind the log until the projector applies the order: wait for it.
+id=""
+for _ in $(seq 1 100); do
+    id=$(curl -s "${auth[@]}" "$base/api/orders" | python3 -c 'import json,sys; o=json.load(sys.stdin)["orders"]; print(o[0]["order_id"] if o else "")')
+    [[ -n "$id" ]] && break
+    sleep 0.05
+done
+[[ -n "$id" ]] && ok "the order shows in the list" || not_ok "the order never showed in GET /api/orders"
 expect "own order → 200" 200 "\"order_id\":\"$id\"" "${auth[@]}" "$base/api/orders/$id"
 expect "another partner's order → 404" 404 '"not_found"' -H "Authorization: Bearer $other" "$base/api/orders/$id"
 expect "an agent not acting for the owner → 404" 404 '"not_found"' -H "Authorization: Bearer $agent" "$base/api/orders/$id"
