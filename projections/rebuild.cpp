@@ -27,6 +27,7 @@
 #include <oe/kernel/time.hpp>
 #include <oe/model/commerce_state.hpp>
 #include <oe/model/fold.hpp>
+#include <oe/projections/pacer.hpp>
 #include <oe/projections/projection.hpp>
 
 namespace oe::projections {
@@ -40,26 +41,6 @@ constexpr std::string_view shadow_suffix = "_rebuild";
 constexpr int rebuild_nice = 10;
 constexpr std::chrono::seconds live_wait{3};
 constexpr std::chrono::milliseconds live_still{300};
-
-/// Keeps a rebuild's thread busy for at most `percent` of the wall-clock time: pace(), called
-/// after each unit of work (a batch of the fold, a chunk of the shadow write), sleeps in
-/// proportion to the time worked since the last call.
-class Pacer {
-  public:
-    explicit Pacer(int percent) : percent_(std::clamp(percent, 1, 100)) {}
-    void pace() {
-        if (percent_ >= 100) {
-            return;
-        }
-        const auto worked = Clock::now() - since_;
-        std::this_thread::sleep_for(worked * (100 - percent_) / percent_);
-        since_ = Clock::now();
-    }
-
-  private:
-    int percent_;
-    Clock::time_point since_ = Clock::now();
-};
 
 /// Runs `work` on a thread of its own whose policy is SCHED_IDLE (it runs only when no other
 /// thread wants the CPU), and waits for it; rethrows what it throws. A thread may always move
@@ -338,13 +319,6 @@ class PipelinedBulkWrite final : public SqlTx {
 /// milliseconds.
 constexpr std::size_t statements_per_chunk = 10;
 
-/// A rebuild on one core beside checkout (RebuildCores::one) works at most this share of the
-/// time and sleeps the rest. Checkout at ~500 orders/s keeps the two cores of the bench
-/// machine ~60 % busy: what the rebuild adds queues ahead of it. On a 1M-event PostgreSQL log
-/// checkout's p99 rose +94 % with the rebuild paced at a third (and reads of 1,000 events),
-/// +57 % at a fifth (and reads of 250) (bench/README.md, seventh session).
-constexpr int one_core_busy_percent = 20;
-
 /// Events per read of the fold on one core: short bursts of work for the database's server
 /// process too (its share of the work is paced only through this thread's waits for it).
 constexpr std::size_t one_core_read_batch = 250;
@@ -416,7 +390,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                       const std::function<void(const RebuildStatus&)>& progress,
                       const std::atomic<bool>* cancel, RebuildCores cores) {
     const bool one_core = cores == RebuildCores::one;
-    Pacer pacer(one_core ? one_core_busy_percent : 100);
+    Pacer pacer = one_core ? Pacer::adaptive() : Pacer(100);
     const auto check_cancel = [cancel] {
         if (cancel != nullptr && cancel->load()) {
             throw StoreError("cancelled");
@@ -442,6 +416,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.projections = names;
     status.state = "running";
     const auto report = [&] {
+        status.share_percent = pacer.percent();
         if (progress) {
             progress(status);
         }
@@ -581,8 +556,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // What checkout appended since the fold, into the shadow tables, in commits of `batch`
     // events (each paced beside a server: on SQLite a commit holds the write lock checkout's
     // appends take).
+    auto last_catch_up_report = Clock::now();
     const auto catch_up_to = [&](std::int64_t to, std::size_t batch, bool paced) {
         std::int64_t at = status.position;
+        status.target = std::max(status.target, to);
         while (at < to) {
             const auto events =
                 store.read_all(at, std::min<std::size_t>(batch, static_cast<std::size_t>(to - at)));
@@ -608,6 +585,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             if (paced) {
                 check_cancel();
                 pacer.pace();
+                if (Clock::now() - last_catch_up_report > std::chrono::milliseconds(250)) {
+                    report();
+                    last_catch_up_report = Clock::now();
+                }
             }
         }
     };
@@ -615,15 +596,30 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // appending meanwhile; if it outruns the paced catch-up, the hold applies the rest).
     const std::size_t outside_batch =
         !one_core ? read_batch : (sqlite ? one_core_sqlite_catch_up_batch : 1'000);
+    // Beside a server the catch-up must still outrun checkout: at the share the machine's load
+    // leaves it, one pass can take longer than checkout needs to append as many events again
+    // (each event is a statement or two in the shadow tables), and then it never ends, and the
+    // hold applies whatever is left, unpaced, while the live projector waits. So a pass that
+    // does not halve the distance to the head doubles the least share the catch-ups work at
+    // (kept for the second catch-up, after the checksums).
+    int catch_up_floor = 0;
     const auto catch_up_outside = [&] {
+        pacer.set_floor(catch_up_floor);
         for (int pass = 0; pass < 20; ++pass) {
             check_cancel();
             const auto head = store.head_position();
-            if (head - status.position <= static_cast<std::int64_t>(outside_batch)) {
-                return;
+            const auto gap = head - status.position;
+            if (gap <= static_cast<std::int64_t>(outside_batch)) {
+                break;
             }
             catch_up_to(head, outside_batch, true);
+            if ((store.head_position() - status.position) * 2 > gap) {
+                catch_up_floor = std::min(100, std::max(pacer.percent(), 5) * 2);
+                pacer.set_floor(catch_up_floor);
+            }
         }
+        pacer.set_floor(0);
+        report();
     };
     // A live projector behind the rebuild gets a moment to pass it, so the checksums compare
     // like for like; one that does not move (none running: `orderengine rebuild` with no
@@ -786,11 +782,12 @@ std::string to_json(const RebuildStatus& s) {
         append_json_string(out, s.projections[i]);
     }
     out += fmt::format(
-        R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},)"
+        R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},"share_percent":{},)"
         R"("phases_ms":{{"fold":{},"write":{},"swap":{},"checksum":{},"held":{},"locked":{}}},)"
         R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
-        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.fold_ms, s.write_ms, s.swap_ms,
-        s.checksum_ms, s.held_ms, s.locked_ms, format_iso8601_us(s.started_at_us),
+        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.share_percent, s.fold_ms,
+        s.write_ms, s.swap_ms, s.checksum_ms, s.held_ms, s.locked_ms,
+        format_iso8601_us(s.started_at_us),
         s.finished_at_us == 0 ? std::string("null")
                               : "\"" + format_iso8601_us(s.finished_at_us) + "\"",
         s.swapped_at == 0 ? std::string("null") : std::to_string(s.swapped_at));

@@ -240,6 +240,7 @@ TEST_SUITE("rebuild") {
         s.target = 1'000'002;
         s.events_per_s = 250'000;
         s.eta_ms = 3;
+        s.share_percent = 12;
         s.started_at_us = 1'795'677'457'123'456;
         s.finished_at_us = 1'795'677'467'123'456;
         s.swapped_at = 1'000'002;

@@ -27,6 +27,9 @@ struct RebuildStatus {
     std::int64_t target = 0;    // The head when it last looked.
     std::int64_t events_per_s = 0;
     std::int64_t eta_ms = 0;
+    // The share of the time it works (percent): 100 alone; beside a server it follows how
+    // busy the machine is (Pacer::adaptive, pacer.hpp), from 5 to 100.
+    int share_percent = 100;
     std::int64_t started_at_us = 0;
     std::int64_t finished_at_us = 0;
     std::int64_t swapped_at = 0;  // The position the new tables took over at.
@@ -73,13 +76,15 @@ enum class RebuildCores {
     /// checksummed at once. When nothing else needs the machine.
     all,
     /// Beside a server taking orders: one thread at a time; the fold and the shadow write on
-    /// a thread at SCHED_IDLE, working at most a fifth of the time (it sleeps four times as long
-    /// as each batch of the fold or chunk of the shadow write took), each 500-row bulk insert
+    /// a thread at SCHED_IDLE, working only a share of the time that follows how busy the
+    /// machine is (pacer.hpp: flat out on a quiet machine, a tenth when the cores are 60 %
+    /// busy; it sleeps in proportion to each batch of the fold or chunk of the shadow write),
+    /// each 500-row bulk insert
     /// (100 rows on SQLite, whose one write lock checkout's appends wait for) committed on its
     /// own (on PostgreSQL asynchronously, then the shadow tables vacuumed, cost-limited), and so
     /// are the catch-up and the checksums; the two holds at the caller's
     /// priority and not paced, since the live projector waits for them. Beside ~500 orders/s a
-    /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md, seventh session).
+    /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md).
     /// A server runs it in a process of its own (`orderengine rebuild --beside-server`).
     one,
 };
