@@ -397,9 +397,34 @@ class OrdersProjection final : public TabledProjection {
 
     std::string_view name() const override { return "orders"; }
 
+    static std::vector<std::string> columns() {
+        return {"order_id",     "partner_id",     "status",         "tier",      "lines",
+                "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
+                "on_behalf_of", "erp_order_ref",  "placed_position"};
+    }
+
+    /// The rm_orders row the write model implies for one order.
+    static std::vector<SqlValue> row(const std::string& id, const model::OrderState& order) {
+        const auto& p = order.placed;
+        return {id,
+                order.partner_id,
+                std::string(events::to_string(order.status)),
+                std::string(events::to_string(p.tier)),
+                lines_json(p.lines),
+                p.subtotal_idr,
+                p.loyalty_points,
+                text_or_null(order.warehouse_id),
+                format_iso8601_us(p.placed_at_us),
+                p.placed_by,
+                text_or_null(p.on_behalf_of),
+                text_or_null(order.erp_order_ref),
+                order.placed_position};
+    }
+
     void observe(const RecordedEvent& r, const events::DomainEvent& e,
                  const CommerceState&) override {
         if (const auto* p = as<events::OrderPlaced>(e)) {
+            touch(p->order_id);
             const std::string lines = lines_json(p->lines);
             pending_.push_back(
                 {"INSERT INTO " + t("rm_orders") +
@@ -416,6 +441,7 @@ class OrdersProjection final : public TabledProjection {
         } else if (const auto* released = as<events::OrderCreditReleased>(e)) {
             status(released->order_id, "placed");
         } else if (const auto* routed = as<events::OrderRouted>(e)) {
+            touch(routed->order_id);
             pending_.push_back(
                 {"UPDATE " + t("rm_orders") + " SET warehouse = $2 WHERE order_id = $1",
                  {routed->order_id, routed->warehouse_id}});
@@ -424,6 +450,7 @@ class OrdersProjection final : public TabledProjection {
         } else if (const auto* s = as<events::OrderSentToErp>(e)) {
             status(s->order_id, "sent_to_erp");
         } else if (const auto* a = as<events::OrderAcceptedByErp>(e)) {
+            touch(a->order_id);
             pending_.push_back(
                 {"UPDATE " + t("rm_orders") +
                      " SET erp_order_ref = $2, status = CASE WHEN status = "
@@ -431,6 +458,7 @@ class OrdersProjection final : public TabledProjection {
                  {a->order_id, a->erp_order_ref}});
         } else if (const auto* rejected = as<events::OrderRejectedByErp>(e)) {
             // As in the write model: only a sent order can be rejected.
+            touch(rejected->order_id);
             pending_.push_back({"UPDATE " + t("rm_orders") +
                                     " SET status = 'erp_rejected' WHERE order_id = $1 "
                                     "AND status = 'sent_to_erp'",
@@ -445,17 +473,65 @@ class OrdersProjection final : public TabledProjection {
         discard();
     }
 
-    void discard() override { pending_.clear(); }
+    /// Each order an event since the last flush touched, as the write model has it now: its
+    /// old row deleted and the new one inserted with the bulk path (COPY on PostgreSQL), two
+    /// statements per few hundred orders instead of one per event.
+    void flush_in_bulk(SqlTx& tx, const CommerceState& state) override {
+        constexpr std::size_t ids_per_delete = 500;
+        std::vector<SqlValue> ids;
+        std::string placeholders;
+        const auto delete_ids = [&] {
+            if (ids.empty()) {
+                return;
+            }
+            tx.exec("DELETE FROM " + t("rm_orders") + " WHERE order_id IN (" + placeholders + ")",
+                    ids);
+            ids.clear();
+            placeholders.clear();
+        };
+        for (const auto& id : touched_order_) {
+            placeholders += (ids.empty() ? "$" : ", $") + std::to_string(ids.size() + 1);
+            ids.emplace_back(id);
+            if (ids.size() == ids_per_delete) {
+                delete_ids();
+            }
+        }
+        delete_ids();
+        BulkInsert bulk(tx, t("rm_orders"), columns());
+        for (const auto& id : touched_order_) {
+            if (const auto found = state.orders().find(id); found != state.orders().end()) {
+                bulk.add(row(id, found->second));
+            }
+        }
+        bulk.finish();
+        discard();
+    }
+
+    void discard() override {
+        pending_.clear();
+        touched_.clear();
+        touched_order_.clear();
+    }
 
     std::vector<std::string> tables() const override { return {"rm_orders"}; }
 
   private:
+    void touch(const std::string& order_id) {
+        if (touched_.insert(order_id).second) {
+            touched_order_.push_back(order_id);
+        }
+    }
+
     void status(const std::string& order_id, const char* value) {
+        touch(order_id);
         pending_.push_back({"UPDATE " + t("rm_orders") + " SET status = $2 WHERE order_id = $1",
                             {order_id, std::string(value)}});
     }
 
     std::vector<std::pair<std::string, std::vector<SqlValue>>> pending_;
+    // The orders noted since the last flush, once each, in the order first seen.
+    std::set<std::string, std::less<>> touched_;
+    std::vector<std::string> touched_order_;
 };
 
 /// system_config: key, value, version, updated_by, updated_at (SPEC §5); defaults included.
@@ -597,16 +673,9 @@ std::vector<std::string> for_each_read_model_row(
             row(StockProjection::row(state, key.first, key.second));
         }
     } else if (table == "rm_orders") {
-        columns = {"order_id",     "partner_id",     "status",         "tier",      "lines",
-                   "subtotal",     "loyalty_points", "warehouse",      "placed_at", "placed_by",
-                   "on_behalf_of", "erp_order_ref",  "placed_position"};
+        columns = OrdersProjection::columns();
         for (const auto& [id, order] : state.orders()) {
-            const auto& p = order.placed;
-            row({id, order.partner_id, std::string(events::to_string(order.status)),
-                 std::string(events::to_string(p.tier)), lines_json(p.lines), p.subtotal_idr,
-                 p.loyalty_points, text_or_null(order.warehouse_id),
-                 format_iso8601_us(p.placed_at_us), p.placed_by, text_or_null(p.on_behalf_of),
-                 text_or_null(order.erp_order_ref), order.placed_position});
+            row(OrdersProjection::row(id, order));
         }
     } else if (table == "rm_system_config") {
         columns = {"key", "value", "version", "updated_by", "updated_at"};

@@ -578,7 +578,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             }
             store.commit_projections({}, [&](SqlTx& tx) {
                 for (const auto& p : shadows) {
-                    p->flush(tx, state);
+                    p->flush_in_bulk(tx, state);
                 }
             });
             status.position = at;

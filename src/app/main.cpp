@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/prctl.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 

@@ -30,6 +30,11 @@ class Projection {
     /// Writes every row noted since the last flush, as `state` has them now, then forgets them.
     virtual void flush(SqlTx& tx, const model::CommerceState& state) = 0;
 
+    /// flush() for a rebuild's catch-up of its shadow tables, where throughput counts more
+    /// than what a single event costs: the same rows, written in bulk where that is cheaper
+    /// (rm_orders: every touched order's row rewritten from `state`). Default: flush().
+    virtual void flush_in_bulk(SqlTx& tx, const model::CommerceState& state) { flush(tx, state); }
+
     /// Forgets what was noted (the transaction that would have written it failed).
     virtual void discard() = 0;
 
