@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include <time.h>
 #include <unistd.h>
 
 namespace oe::projections {
@@ -78,9 +79,11 @@ int share_for_load(double others_busy) {
 
 Pacer::Pacer(int percent) : percent_(std::clamp(percent, 1, 100)) {}
 
-Pacer Pacer::adaptive() {
+Pacer Pacer::adaptive(int most) {
     Pacer p(unknown_load_percent);
     p.adaptive_ = true;
+    p.most_ = std::clamp(most, 1, 100);
+    p.percent_ = std::min(p.percent_, p.most_);
     p.window_times_ = read_cpu_times();
     const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
     p.cores_ = online > 0 ? static_cast<unsigned>(online) : 1U;
@@ -88,15 +91,13 @@ Pacer Pacer::adaptive() {
 }
 
 int Pacer::share_from_sample(CpuTimes before, CpuTimes after, std::chrono::nanoseconds wall,
-                             std::chrono::nanoseconds worked, unsigned cores) {
+                             std::chrono::nanoseconds own_cpu, unsigned cores) {
     if (after.total <= before.total || after.busy < before.busy || wall.count() <= 0) {
         return unknown_load_percent;  // No tick went by, or the counters went backwards.
     }
     const double busy = static_cast<double>(after.busy - before.busy) /
                         static_cast<double>(after.total - before.total);
-    // While it works, a rebuild keeps about one core busy (its thread, or the database
-    // server's process answering it, one at a time).
-    const double own = std::chrono::duration<double>(worked).count() /
+    const double own = std::chrono::duration<double>(own_cpu).count() /
                        (std::chrono::duration<double>(wall).count() * std::max(cores, 1U));
     return share_for_load(busy - std::min(own, busy));
 }
@@ -104,18 +105,29 @@ int Pacer::share_from_sample(CpuTimes before, CpuTimes after, std::chrono::nanos
 void Pacer::resample(Clock::time_point now) {
     const auto times = read_cpu_times();
     if (times && window_times_) {
-        percent_ =
-            share_from_sample(*window_times_, *times, now - window_start_, window_worked_, cores_);
+        percent_ = std::min(most_, share_from_sample(*window_times_, *times, now - window_start_,
+                                                     window_cpu_, cores_));
     }
     window_times_ = times;
     window_start_ = now;
-    window_worked_ = std::chrono::nanoseconds{0};
+    window_cpu_ = std::chrono::nanoseconds{0};
 }
 
 void Pacer::pace() {
     const auto worked = Clock::now() - since_;
     if (adaptive_) {
-        window_worked_ += worked;
+        // The CPU this thread used since its last call (a rebuild's steps run one after another,
+        // on threads of their own: a new thread's first call only sets where it starts).
+        timespec cpu{};
+        if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
+            const auto now_cpu =
+                std::chrono::seconds(cpu.tv_sec) + std::chrono::nanoseconds(cpu.tv_nsec);
+            if (cpu_thread_ == std::this_thread::get_id()) {
+                window_cpu_ += now_cpu - thread_cpu_;
+            }
+            cpu_thread_ = std::this_thread::get_id();
+            thread_cpu_ = now_cpu;
+        }
         const auto now = Clock::now();
         if (now - window_start_ >= sample_every) {
             resample(now);

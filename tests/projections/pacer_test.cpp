@@ -73,11 +73,11 @@ TEST_CASE("an adaptive step leaves out the rebuild's own work") {
     // Two cores, one second: 200 ticks in all, 120 of them busy (60 %).
     const CpuTimes after{1'120, 10'200};
     CHECK(Pacer::share_from_sample(before, after, 1s, 0s, 2) == 10);
-    // The rebuild worked 0.2 s of it, a tenth of the machine: the rest keeps 50 % busy.
+    // The rebuild's threads used 0.2 s of CPU, a tenth of the machine: the rest keeps 50 %.
     CHECK(Pacer::share_from_sample(before, after, 1s, 200ms, 2) == 20);
     // Its own work is all there is: flat out.
     CHECK(Pacer::share_from_sample(before, CpuTimes{1'100, 10'200}, 1s, 1s, 2) == 100);
-    // More own work than the machine saw (it waited on a disk, say) counts as none left.
+    // More own CPU than the machine's ticks show (they count in hundredths) is none left.
     CHECK(Pacer::share_from_sample(before, CpuTimes{1'010, 10'200}, 1s, 1s, 2) == 100);
     // No tick went by, or the counters went backwards: the cautious tenth.
     CHECK(Pacer::share_from_sample(before, before, 1s, 0s, 2) == 10);
@@ -107,4 +107,7 @@ TEST_CASE("a pacer sleeps in proportion to the work it was given") {
     CHECK(flat_out.percent() == 100);
     flat_out.set_floor(250);
     CHECK(flat_out.percent() == 100);
+    // A cap (SQLite: a tenth at most) holds before the first look at the machine too.
+    CHECK(Pacer::adaptive(5).percent() == 5);
+    CHECK(Pacer::adaptive(50).percent() == 10);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 namespace oe::projections {
 
@@ -39,16 +40,19 @@ struct CpuTimes {
 /// proportion to the time worked since the previous call (at a fifth, four times as long).
 ///
 /// Fixed, the share is given; adaptive (`Pacer::adaptive()`), it follows the machine: every
-/// half second it reads /proc/stat, takes away its own part (while it works, the rebuild keeps
-/// about one core busy: its own thread, or the database server's process answering it), and
-/// sets the share from what the rest keeps busy (share_for_load). Where /proc/stat cannot be
-/// read it stays at a tenth.
+/// half second it reads /proc/stat, takes away the CPU time its own calling threads used
+/// (CLOCK_THREAD_CPUTIME_ID: not the wall-clock time they worked, which also holds waits for a
+/// disk, a lock or the database server), and sets the share from what the rest keeps busy
+/// (share_for_load). The database server's process answering the rebuild counts as the rest:
+/// on PostgreSQL the share comes out lower than the load alone would give. Where /proc/stat
+/// cannot be read it stays at a tenth.
 class Pacer {
   public:
     using Clock = std::chrono::steady_clock;
 
     explicit Pacer(int percent);
-    [[nodiscard]] static Pacer adaptive();
+    /// `most`: the highest share it takes, however idle the machine looks.
+    [[nodiscard]] static Pacer adaptive(int most = 100);
 
     void pace();
     /// The share now, in percent (never below the floor).
@@ -56,16 +60,17 @@ class Pacer {
     /// The least share from now on, whatever the machine's load (0: none).
     void set_floor(int percent) { floor_ = std::clamp(percent, 0, 100); }
 
-    /// One adaptive step, exposed for tests: over `wall` (which held `worked` of this pacer's
-    /// work), the machine's `cores` went from `before` to `after`; returns the new share.
+    /// One adaptive step, exposed for tests: over `wall`, in which the pacer's threads used
+    /// `own_cpu`, the machine's `cores` went from `before` to `after`; returns the new share.
     [[nodiscard]] static int share_from_sample(CpuTimes before, CpuTimes after,
                                                std::chrono::nanoseconds wall,
-                                               std::chrono::nanoseconds worked, unsigned cores);
+                                               std::chrono::nanoseconds own_cpu, unsigned cores);
 
   private:
     void resample(Clock::time_point now);
 
     int percent_;
+    int most_ = 100;
     int floor_ = 0;
     bool adaptive_ = false;
     Clock::time_point since_ = Clock::now();
@@ -73,7 +78,10 @@ class Pacer {
     // pacer has worked since.
     Clock::time_point window_start_ = since_;
     std::optional<CpuTimes> window_times_;
-    std::chrono::nanoseconds window_worked_{0};
+    std::chrono::nanoseconds window_cpu_{0};
+    // The thread that called pace() last, and its CPU time then.
+    std::thread::id cpu_thread_;
+    std::chrono::nanoseconds thread_cpu_{0};
     unsigned cores_ = 1;
 };
 
