@@ -608,7 +608,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         !one_core ? read_batch : (sqlite ? one_core_sqlite_catch_up_batch : 1'000);
     // Beside a server the catch-up must still outrun checkout: at the share the machine's load
     // leaves it, one pass can take longer than checkout needs to append as many events again
-    // (each event is a statement or two in the shadow tables), and then it never ends, and the
+    // (the catch-up redoes the live projector's work for them), and then it never ends, and the
     // hold applies whatever is left, unpaced, while the live projector waits. So a pass that
     // does not halve the distance to the head doubles the least share the catch-ups work at
     // (kept for the second catch-up, after the checksums).
