@@ -426,6 +426,12 @@ int run_rebuild(const std::vector<std::string>& all_args) {
     sigemptyset(&action.sa_mask);
     ::sigaction(SIGTERM, &action, nullptr);
     ::sigaction(SIGINT, &action, nullptr);
+    if (beside_server) {
+        // Started by a server (or a shell) that dies before it ends: cancelled as if stopped,
+        // rather than carrying on unseen with the "rebuild" lease held. (Linux sends it when
+        // the thread that started this process ends; a server's waits for it.)
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    }
     // With --progress json a failure is a line of JSON too (the server shows its error): the
     // last status reported, failed.
     oe::projections::RebuildStatus failed;
@@ -467,9 +473,9 @@ int run_rebuild(const std::vector<std::string>& all_args) {
                     failed = s;
                     std::cout << oe::projections::to_json(s) << std::endl;
                 } else {
-                    std::cerr << fmt::format("{}: {} of {} events, {} events/s, eta {} ms\n",
-                                             s.state, s.position, s.target, s.events_per_s,
-                                             s.eta_ms);
+                    std::cerr << fmt::format(
+                        "{}: {} of {} events, {} events/s, eta {} ms, working {} % of the time\n",
+                        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.share_percent);
                 }
             },
             &rebuild_cancelled,
