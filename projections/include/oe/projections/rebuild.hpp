@@ -79,10 +79,11 @@ enum class RebuildCores {
     /// a thread at SCHED_IDLE, working only a share of the time that follows how busy the
     /// machine is (pacer.hpp: flat out on a quiet machine, a tenth when the cores are 60 %
     /// busy; it sleeps in proportion to each batch of the fold or chunk of the shadow write),
-    /// each 500-row bulk insert
+    /// the fold going on to what checkout appended meanwhile, each 500-row bulk insert
     /// (100 rows on SQLite, whose one write lock checkout's appends wait for) committed on its
     /// own (on PostgreSQL asynchronously, then the shadow tables vacuumed, cost-limited), and so
-    /// are the catch-up and the checksums; the two holds at the caller's
+    /// is the catch-up; the checksums at SCHED_IDLE but not paced (a long snapshot of the live
+    /// tables costs checkout more than the scans: rebuild.cpp); the two holds at the caller's
     /// priority and not paced, since the live projector waits for them. Beside ~500 orders/s a
     /// 1M-event PostgreSQL log takes minutes, not seconds (bench/README.md).
     /// A server runs it in a process of its own (`orderengine rebuild --beside-server`).
