@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/prctl.h>
@@ -431,6 +433,9 @@ int run_rebuild(const std::vector<std::string>& all_args) {
         // rather than carrying on unseen with the "rebuild" lease held. (Linux sends it when
         // the thread that started this process ends; a server's waits for it.)
         ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        // Its progress goes to a pipe the server reads: with the server gone, a write fails
+        // (EPIPE) instead of ending this process before it says it was cancelled.
+        ::signal(SIGPIPE, SIG_IGN);
     }
     // With --progress json a failure is a line of JSON too (the server shows its error): the
     // last status reported, failed.
@@ -466,9 +471,12 @@ int run_rebuild(const std::vector<std::string>& all_args) {
                 background = oe::app::open_store(url, {}, nullptr, oe::app::StoreUse::background);
             }
         }
+        // A test's failpoint: the rebuild stops once its shadow tables are written, before the
+        // catch-up and the swap, until it is cancelled (how a test kills a server mid-rebuild).
+        const bool stall_before_swap = env_or("OE_FAILPOINT", "") == "rebuild_before_swap";
         const auto done = oe::projections::rebuild(
             background ? *background : *store, names,
-            [json, &failed](const auto& s) {
+            [json, &failed, stall_before_swap](const auto& s) {
                 if (json) {
                     failed = s;
                     std::cout << oe::projections::to_json(s) << std::endl;
@@ -476,6 +484,11 @@ int run_rebuild(const std::vector<std::string>& all_args) {
                     std::cerr << fmt::format(
                         "{}: {} of {} events, {} events/s, eta {} ms, working {} % of the time\n",
                         s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.share_percent);
+                }
+                if (stall_before_swap && s.state == "swapping") {
+                    while (!rebuild_cancelled.load()) {
+                        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                    }
                 }
             },
             &rebuild_cancelled,
