@@ -113,7 +113,9 @@ wrk_during_rebuild() {  # wrk_during_rebuild <round> → p50 p99 rps requests se
         exit 1
     fi
     started=$SECONDS
-    wrk -t2 -c"$connections" -d1800s --latency -s "$work/order$1.lua" "$base" >"$work/wrk.txt" 2>&1 &
+    # (-d: a cap far beyond any rebuild; on a slower machine one took over the 30 minutes
+    # that were the cap until 2026-11-27, and the run failed.)
+    wrk -t2 -c"$connections" -d14400s --latency -s "$work/order$1.lua" "$base" >"$work/wrk.txt" 2>&1 &
     local wrk_pid=$!
     (
         chrt --idle -p 0 "$BASHPID" >/dev/null
@@ -124,7 +126,10 @@ wrk_during_rebuild() {  # wrk_during_rebuild <round> → p50 p99 rps requests se
             sleep 1
         done
     )
-    kill -INT "$wrk_pid"
+    if ! kill -INT "$wrk_pid" 2>/dev/null; then
+        echo "rebuild_checkout_bench: wrk ended before the rebuild did ($((SECONDS - started)) s)" >&2
+        exit 1
+    fi
     wait "$wrk_pid" || true
     if ! grep -q '"state":"done"' "$work/poll.json"; then
         echo "rebuild_checkout_bench: the rebuild did not end done: $(cat "$work/poll.json")" >&2
