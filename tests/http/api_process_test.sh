@@ -133,18 +133,25 @@ expect "audit of a placed order is consistent" 200 '"consistent":true' -H "Autho
 
 # A rebuild through the API runs in a process of its own (the server's log names its pid) and
 # swaps in tables identical to the live ones; a second request while it runs → 409.
+# wait_rebuild <state>...: GET /api/admin/projections until the rebuild is in one of the states
+# (30 s at most); prints the last answer.
+wait_rebuild() {
+    local answer="" state
+    for _ in $(seq 1 300); do
+        answer=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections")
+        for state in "$@"; do
+            [[ "$answer" == *"\"state\":\"$state\""* ]] && break 2
+        done
+        sleep 0.1
+    done
+    echo "$answer"
+}
+done_identical() {  # done_identical <answer>: the rebuild is done and every checksum identical
+    [[ "$1" == *'"state":"done"'* && "$1" == *'"identical":true'* && "$1" != *'"identical":false'* ]]
+}
 expect "rebuild of every projection → 202" 202 '"state":"running"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: rb-1" -X POST "$base/api/admin/projections/all/rebuild"
-rebuilt=""
-for _ in $(seq 1 300); do
-    rebuilt=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections")
-    [[ "$rebuilt" == *'"state":"done"'* || "$rebuilt" == *'"state":"failed"'* ]] && break
-    sleep 0.1
-done
-if [[ "$rebuilt" == *'"state":"done"'* && "$rebuilt" == *'"identical":true'* && "$rebuilt" != *'"identical":false'* ]]; then
-    ok "the rebuild is done and every table identical"
-else
-    not_ok "rebuild: ${rebuilt:0:400}"
-fi
+rebuilt=$(wait_rebuild done failed)
+done_identical "$rebuilt" && ok "the rebuild is done and every table identical" || not_ok "rebuild: ${rebuilt:0:400}"
 child=$(grep '"rebuild process started"' "$work/err" | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["pid"])' 2>/dev/null)
 [[ -n "$child" && "$child" != "$server" ]] && ok "the rebuild ran in a process of its own (pid $child)" || not_ok "no rebuild process in the server's log"
 [[ -z "$child" ]] || ! kill -0 "$child" 2>/dev/null && ok "the rebuild process has ended" || not_ok "the rebuild process $child is still there"
@@ -184,12 +191,7 @@ gone() { [[ ! -e /proc/$1 ]] || grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }  #
 start_server "$work/err-kill" OE_FAILPOINT=rebuild_before_swap
 orders_before=$(curl -s "${auth[@]}" "$base/api/orders")
 expect "rebuild before the kill → 202" 202 '"state":"running"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: rb-kill" -X POST "$base/api/admin/projections/all/rebuild"
-held=""
-for _ in $(seq 1 300); do
-    held=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections")
-    [[ "$held" == *'"state":"swapping"'* || "$held" == *'"state":"done"'* || "$held" == *'"state":"failed"'* ]] && break
-    sleep 0.1
-done
+held=$(wait_rebuild swapping done failed)
 [[ "$held" == *'"state":"swapping"'* ]] && ok "the rebuild wrote its shadow tables and waits (failpoint)" || not_ok "rebuild with the failpoint: ${held:0:300}"
 child=$(grep '"rebuild process started"' "$work/err-kill" | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["pid"])' 2>/dev/null)
 kill -9 "$server"
@@ -201,17 +203,8 @@ grep -q 'orderengine rebuild: cancelled' "$work/err-kill" && ok "it ended cancel
 start_server "$work/err-after"
 [[ "$(curl -s "${auth[@]}" "$base/api/orders")" == "$orders_before" ]] && ok "the live read models are as before the killed rebuild" || not_ok "orders changed by a killed rebuild"
 expect "rebuild after the kill → 202 (the lease was let go)" 202 '"state":"running"' -H "Authorization: Bearer $admin" -H "Idempotency-Key: rb-after" -X POST "$base/api/admin/projections/all/rebuild"
-rebuilt=""
-for _ in $(seq 1 300); do
-    rebuilt=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections")
-    [[ "$rebuilt" == *'"state":"done"'* || "$rebuilt" == *'"state":"failed"'* ]] && break
-    sleep 0.1
-done
-if [[ "$rebuilt" == *'"state":"done"'* && "$rebuilt" == *'"identical":true'* && "$rebuilt" != *'"identical":false'* ]]; then
-    ok "the next rebuild is done and every table identical"
-else
-    not_ok "rebuild after the kill: ${rebuilt:0:400}"
-fi
+rebuilt=$(wait_rebuild done failed)
+done_identical "$rebuilt" && ok "the next rebuild is done and every table identical" || not_ok "rebuild after the kill: ${rebuilt:0:400}"
 kill -TERM "$server"
 wait "$server"
 server=""
