@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -452,6 +453,11 @@ int run_rebuild(const std::vector<std::string>& all_args) {
         std::cerr << "orderengine rebuild: " << message << "\n";
         return code;
     };
+    if (const auto parent = env_optional("OE_REBUILD_PARENT_PID");
+        beside_server && parent && *parent != std::to_string(::getppid())) {
+        // The server that started it ended before PR_SET_PDEATHSIG above took effect.
+        return fail("cancelled: the server that started it has gone", exit_failure);
+    }
     try {
         const std::string url = env_or("DATABASE_URL", default_database_url);
         auto store = oe::app::open_store(url);

@@ -82,11 +82,15 @@ projections::RebuildStatus run_child(
     // The server's environment, with the database it serves (it may have come from a default).
     std::vector<std::string> env_text;
     for (char** e = environ; *e != nullptr; ++e) {
-        if (std::strncmp(*e, "DATABASE_URL=", 13) != 0) {
+        if (std::strncmp(*e, "DATABASE_URL=", 13) != 0 &&
+            std::strncmp(*e, "OE_REBUILD_PARENT_PID=", 22) != 0) {
             env_text.emplace_back(*e);
         }
     }
     env_text.push_back("DATABASE_URL=" + database_url);
+    // Who started it: a server that dies before the rebuild asks for the parent-death signal
+    // sends none, and the rebuild sees it gone by this (main.cpp, run_rebuild).
+    env_text.push_back(fmt::format("OE_REBUILD_PARENT_PID={}", ::getpid()));
     std::vector<char*> envp;
     for (auto& e : env_text) {
         envp.push_back(e.data());
