@@ -444,6 +444,216 @@ class Reader {
     std::optional<std::string>& error_;
 };
 
+/// The fast path of decode: reads data exactly as Writer writes it — compact, keys in the
+/// field list's order, nothing else — straight into the struct, with no JSON tree. Anything
+/// else, however valid (whitespace, another key order, extra fields, escapes, non-ASCII
+/// text, fractions, a value out of range), makes it give up, and the general Reader decodes
+/// the data from the start; so it changes how fast an event decodes, never what decoding
+/// gives. Folding the log decodes every event: this is the hot path of replays and rebuilds.
+class ExactReader {
+  public:
+    /// Where a read stands; `ok` turns false at the first surprise and stays false.
+    struct Cursor {
+        const char* at;
+        const char* end;
+        bool ok = true;
+    };
+
+    /// Call with the cursor just past an object's '{'.
+    explicit ExactReader(Cursor& cursor) : c_(cursor) {}
+
+    /// The object's closing '}'.
+    void close() { expect('}'); }
+
+    void text(std::string_view key, std::string& value) {
+        if (const auto text = string_field(key)) {
+            value.assign(text->data(), text->size());
+        }
+    }
+
+    void nullable_text(std::string_view key, std::string& value) {
+        if (!open_field(key)) {
+            return;
+        }
+        if (literal("null")) {
+            value.clear();
+        } else if (const auto text = string_value()) {
+            value.assign(text->data(), text->size());
+        }
+    }
+
+    template <std::integral Int>
+    void integer(std::string_view key, Int& value, Range range) {
+        if (!open_field(key)) {
+            return;
+        }
+        const auto number = integer_value();
+        if (!number || *number < range.min || *number > range.max) {
+            give_up();
+            return;
+        }
+        value = static_cast<Int>(*number);
+    }
+
+    void tier(std::string_view key, Tier& value) { parsed(key, value, parse_tier); }
+
+    void erp_action(std::string_view key, ErpAction& value) {
+        parsed(key, value, parse_erp_action);
+    }
+
+    void cancellable_status(std::string_view key, OrderStatus& value) {
+        OrderStatus status{};
+        parsed(key, status, parse_order_status);
+        if (!c_.ok || !is_cancellable(status)) {
+            give_up();
+            return;
+        }
+        value = status;
+    }
+
+    void timestamp(std::string_view key, std::int64_t& us) { parsed(key, us, parse_iso8601_us); }
+
+    // Rare events (tier and system config, warehouses): the general Reader reads them.
+    void hundredths(std::string_view, std::int32_t&) { give_up(); }
+    void config_value(std::string_view, ConfigValue&) { give_up(); }
+    void hours_by_region(std::string_view, std::map<std::string, std::int32_t>&) { give_up(); }
+
+    template <typename T, typename Fields>
+    void objects(std::string_view key, std::vector<T>& items, Fields item_fields) {
+        if (!open_field(key) || !expect('[')) {
+            return;
+        }
+        items.clear();
+        if (peek(']')) {
+            ++c_.at;
+            return;
+        }
+        while (expect('{')) {
+            T value{};
+            ExactReader item(c_);
+            item_fields(item, value);
+            item.close();
+            if (!c_.ok) {
+                return;
+            }
+            items.push_back(std::move(value));
+            if (!peek(',')) {
+                break;
+            }
+            ++c_.at;
+        }
+        expect(']');
+    }
+
+  private:
+    void give_up() { c_.ok = false; }
+
+    bool peek(char wanted) const { return c_.ok && c_.at != c_.end && *c_.at == wanted; }
+
+    bool expect(char wanted) {
+        if (!peek(wanted)) {
+            give_up();
+            return false;
+        }
+        ++c_.at;
+        return true;
+    }
+
+    bool literal(std::string_view word) {
+        if (c_.ok && static_cast<std::size_t>(c_.end - c_.at) >= word.size() &&
+            std::string_view(c_.at, word.size()) == word) {
+            c_.at += word.size();
+            return true;
+        }
+        return false;
+    }
+
+    /// `,"key":` (no comma before the first field).
+    bool open_field(std::string_view key) {
+        if (!first_ && !expect(',')) {
+            return false;
+        }
+        first_ = false;
+        if (!expect('"') || !literal(key) || !expect('"') || !expect(':')) {
+            give_up();
+            return false;
+        }
+        return true;
+    }
+
+    /// A string of printable ASCII without escapes, as it stands in the data.
+    std::optional<std::string_view> string_value() {
+        if (!expect('"')) {
+            return std::nullopt;
+        }
+        const char* const start = c_.at;
+        while (c_.at != c_.end) {
+            const auto byte = static_cast<unsigned char>(*c_.at);
+            if (byte == '"') {
+                const std::string_view text(start, static_cast<std::size_t>(c_.at - start));
+                ++c_.at;
+                return text;
+            }
+            if (byte < 0x20 || byte >= 0x80 || byte == '\\') {
+                break;
+            }
+            ++c_.at;
+        }
+        give_up();
+        return std::nullopt;
+    }
+
+    std::optional<std::string_view> string_field(std::string_view key) {
+        if (!open_field(key)) {
+            return std::nullopt;
+        }
+        return string_value();
+    }
+
+    /// A JSON integer within int64: no fraction, exponent, leading zero or "-0".
+    std::optional<std::int64_t> integer_value() {
+        if (!c_.ok) {
+            return std::nullopt;
+        }
+        const char* p = c_.at;
+        const bool negative = p != c_.end && *p == '-';
+        p += negative ? 1 : 0;
+        const char* const digits = p;
+        while (p != c_.end && *p >= '0' && *p <= '9') {
+            ++p;
+        }
+        const auto count = p - digits;
+        const bool more_number = p != c_.end && (*p == '.' || *p == 'e' || *p == 'E');
+        if (count == 0 || count > 18 || more_number ||
+            (digits[0] == '0' && (count > 1 || negative))) {
+            return std::nullopt;  // Up to 18 digits always fit; longer ones are left to Boost.
+        }
+        std::int64_t value = 0;
+        for (const char* d = digits; d != p; ++d) {
+            value = value * 10 + (*d - '0');
+        }
+        c_.at = p;
+        return negative ? -value : value;
+    }
+
+    template <typename Value, typename Parse>
+    void parsed(std::string_view key, Value& value, Parse parse) {
+        const auto text = string_field(key);
+        if (!text) {
+            return;
+        }
+        const auto result = parse(*text);
+        if (!result) {
+            give_up();
+            return;
+        }
+        value = *result;
+    }
+
+    Cursor& c_;
+    bool first_ = true;
+};
+
 /// Matches an event type with or without const, so one field list serves encode and decode.
 template <typename E, typename T>
 concept event_of = std::same_as<std::remove_const_t<E>, T>;
@@ -616,20 +826,31 @@ std::string write_json(const E& event) {
     return out;
 }
 
+/// Writer's exact output, read by ExactReader; nothing if the data is anything else.
 template <typename E>
-Result<DomainEvent, DecodeError> read_json(std::uint16_t schema_version, std::string_view data) {
-    // Old shapes are upcast before they get here (oe::UpcasterRegistry); any other version is
-    // one this build does not know.
-    if (schema_version != E::schema_version) {
-        return DecodeError{fmt::format("{}: schema_version {} is not supported (expected {})",
-                                       E::type_name, schema_version, E::schema_version)};
+std::optional<E> read_exact(std::string_view data) {
+    if (data.empty() || data.front() != '{') {
+        return std::nullopt;
     }
+    ExactReader::Cursor cursor{data.data() + 1, data.data() + data.size()};
+    E event{};
+    ExactReader reader(cursor);
+    fields(reader, event);
+    reader.close();
+    if (!cursor.ok || cursor.at != cursor.end) {
+        return std::nullopt;
+    }
+    return event;
+}
+
+/// Any JSON object, through a Boost.JSON tree; says what is wrong with data that is not an E.
+template <typename E>
+Result<DomainEvent, DecodeError> read_general(std::string_view data) {
     boost::json::parse_options options;
     options.max_depth = json_depth_max;
     boost::system::error_code ec;
     // The parsed tree lives only until the fields are copied out: one stack buffer (heap
-    // beyond it) instead of an allocation per node, freed all at once. Folding the log
-    // decodes every event, so this is the hot path of replays and rebuilds.
+    // beyond it) instead of an allocation per node, freed all at once.
     unsigned char scratch[4096];
     boost::json::monotonic_resource arena(scratch, sizeof scratch);
     const boost::json::value value = boost::json::parse(data, ec, &arena, options);
@@ -646,17 +867,39 @@ Result<DomainEvent, DecodeError> read_json(std::uint16_t schema_version, std::st
     return DomainEvent{std::move(event)};
 }
 
+template <typename E>
+Result<DomainEvent, DecodeError> read_json(std::uint16_t schema_version, std::string_view data,
+                                           detail::DecodePath path) {
+    // Old shapes are upcast before they get here (oe::UpcasterRegistry); any other version is
+    // one this build does not know.
+    if (schema_version != E::schema_version) {
+        return DecodeError{fmt::format("{}: schema_version {} is not supported (expected {})",
+                                       E::type_name, schema_version, E::schema_version)};
+    }
+    if (path != detail::DecodePath::general_only) {
+        if (auto event = read_exact<E>(data)) {
+            return DomainEvent{std::move(*event)};
+        }
+        if (path == detail::DecodePath::exact_only) {
+            return DecodeError{
+                fmt::format("{}: not in the exact form encode writes", E::type_name)};
+        }
+    }
+    return read_general<E>(data);
+}
+
 template <std::size_t... I>
 std::optional<Result<DomainEvent, DecodeError>> read_known(std::string_view type,
                                                            std::uint16_t schema_version,
                                                            std::string_view data,
+                                                           detail::DecodePath path,
                                                            std::index_sequence<I...>) {
     std::optional<Result<DomainEvent, DecodeError>> result;
     const auto try_one = [&]<typename E>(std::type_identity<E>) {
         if (type != E::type_name) {
             return false;
         }
-        result.emplace(read_json<E>(schema_version, data));
+        result.emplace(read_json<E>(schema_version, data, path));
         return true;
     };
     (try_one(std::type_identity<std::variant_alternative_t<I, DomainEvent>>{}) || ...);
@@ -759,10 +1002,16 @@ oe::NewEvent encode(const DomainEvent& event) {
 
 oe::Result<DomainEvent, DecodeError> decode(std::string_view type, std::uint16_t schema_version,
                                             std::string_view data) {
+    return detail::decode(type, schema_version, data, detail::DecodePath::exact_first);
+}
+
+oe::Result<DomainEvent, DecodeError> detail::decode(std::string_view type,
+                                                    std::uint16_t schema_version,
+                                                    std::string_view data, DecodePath path) {
     // Boost.JSON reports parse errors through the error_code; what can still escape is an
     // allocation failure, which becomes a DecodeError so decode keeps its no-throw promise.
     try {
-        auto result = read_known(type, schema_version, data,
+        auto result = read_known(type, schema_version, data, path,
                                  std::make_index_sequence<std::variant_size_v<DomainEvent>>{});
         if (result) {
             return std::move(*result);

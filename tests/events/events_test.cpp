@@ -390,6 +390,124 @@ TEST_SUITE("events") {
         CHECK(decode_error(std::string(1000, 'X'), "{}").size() < 200);
     }
 
+    TEST_CASE("codec: the exact reader takes encode's output of the hot events") {
+        using oe::events::detail::DecodePath;
+        OrderPlaced order = two_line_order();
+        order.note = "rush, please";  // An escaped quote is left to the general reader.
+        const std::vector<DomainEvent> hot = {
+            order,
+            OrderRouted{"O-1", "WH-1", {{"S-1", 2}, {"S-2", 1}}},
+            OrderRouted{"O-1", "WH-1", {}},
+            OrderSentToErp{"O-1"},
+            OrderAcceptedByErp{"O-1", "ERP-9"},
+            OrderCreditHeld{"O-1", "P-1", 230'000, -15'000},
+            OrderCancelled{"O-1", OrderStatus::credit_hold, "admin-1"},
+            PartnerDebtSynced{"P-1", 1'250'000, as_of_us},
+            StockLevelsSynced{as_of_us, {{"S-1", "WH-1", 10}, {"S-2", "WH-2", 0}}},
+        };
+        for (const auto& event : hot) {
+            const oe::NewEvent encoded = encode(event);
+            CAPTURE(encoded.data);
+            const auto exact = oe::events::detail::decode(encoded.type, encoded.schema_version,
+                                                          encoded.data, DecodePath::exact_only);
+            REQUIRE(exact.ok());
+            CHECK(exact.value() == event);
+        }
+        // What it leaves to the general reader.
+        const auto exact = [](std::string_view type, std::string_view data) {
+            return oe::events::detail::decode(type, 1, data, DecodePath::exact_only).ok();
+        };
+        CHECK(exact("OrderSentToErp", R"({"order_id":"O-1"})"));
+        CHECK_FALSE(exact("OrderSentToErp", R"( {"order_id":"O-1"})"));
+        CHECK_FALSE(exact("OrderSentToErp", R"({"order_id":"O-1"} )"));
+        CHECK_FALSE(exact("OrderSentToErp", R"({"order_id":"O-1","extra":1})"));
+        CHECK_FALSE(exact("OrderSentToErp", R"({"order_id":"O-\u0031"})"));
+        CHECK_FALSE(exact("OrderSentToErp", "{\"order_id\":\"O-\xc3\xa9\"}"));
+        CHECK_FALSE(
+            exact("PartnerDebtSynced",
+                  R"({"outstanding":1,"partner_id":"P-1","as_of":"2026-11-26T07:17:37Z"})"));
+    }
+
+    TEST_CASE("codec: the exact reader and the general reader agree on every input") {
+        using oe::events::detail::DecodePath;
+        OrderPlaced plain = two_line_order();
+        plain.note = "rush, please";
+        std::vector<DomainEvent> events = one_of_each();
+        events.emplace_back(plain);
+        const auto agree = [](std::string_view type, std::uint16_t version, std::string_view data) {
+            const auto fast =
+                oe::events::detail::decode(type, version, data, DecodePath::exact_first);
+            const auto general =
+                oe::events::detail::decode(type, version, data, DecodePath::general_only);
+            REQUIRE(fast.ok() == general.ok());
+            if (fast.ok()) {
+                CHECK(fast.value() == general.value());
+            } else {
+                CHECK(fast.error().message == general.error().message);
+            }
+        };
+        // Every byte of every event's data replaced by, and preceded by, characters that
+        // matter to a JSON reader; and every number in it replaced by edge cases.
+        const std::string_view replacements[] = {
+            " ", "0", "9", "-",    "\"",   "\\", ".", "e",    "}",  "{",  "]",   "[",
+            ",", ":", "x", "\x7f", "\x80", "\t", "n", "null", "-0", "00", "1.0", "1e2",
+        };
+        const std::string_view numbers[] = {
+            "0",
+            "-0",
+            "01",
+            "-1",
+            "1.5",
+            "1e3",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "999999999999999999",
+            "1000000000000000000",
+            "-999999999999999999",
+            "\"7\"",
+            "null",
+            "true",
+            "[]",
+        };
+        std::size_t checked = 0;
+        for (const auto& event : events) {
+            const oe::NewEvent encoded = encode(event);
+            const std::string& data = encoded.data;
+            CAPTURE(data);
+            agree(encoded.type, encoded.schema_version, data);
+            for (std::size_t i = 0; i <= data.size(); ++i) {
+                for (const auto replacement : replacements) {
+                    std::string replaced = data;
+                    if (i < data.size()) {
+                        replaced.replace(i, 1, replacement);
+                        CAPTURE(replaced);
+                        agree(encoded.type, encoded.schema_version, replaced);
+                    }
+                    std::string inserted = data;
+                    inserted.insert(i, replacement);
+                    CAPTURE(inserted);
+                    agree(encoded.type, encoded.schema_version, inserted);
+                    checked += 2;
+                }
+            }
+            for (std::size_t i = 0; i < data.size(); ++i) {
+                if (data[i] < '0' || data[i] > '9' || (i > 0 && data[i - 1] != ':')) {
+                    continue;  // Only whole values: a digit right after a key.
+                }
+                const auto end = data.find_first_not_of("0123456789", i);
+                for (const auto number : numbers) {
+                    std::string replaced = data;
+                    replaced.replace(i, end - i, number);
+                    CAPTURE(replaced);
+                    agree(encoded.type, encoded.schema_version, replaced);
+                    ++checked;
+                }
+            }
+        }
+        CHECK(checked > 100'000);
+    }
+
     TEST_CASE("codec: every truncation of every event's data is refused without throwing") {
         for (const auto& event : one_of_each()) {
             const oe::NewEvent encoded = encode(event);

@@ -63,4 +63,15 @@ struct DecodeError {
 /// decode(event.type, event.schema_version, event.data).
 [[nodiscard]] oe::Result<DomainEvent, DecodeError> decode(const oe::RecordedEvent& event);
 
+namespace detail {
+/// How decode reads: `exact_first` (what decode does) tries a reader of exactly the JSON
+/// encode writes before the general JSON reader; `general_only` skips it, `exact_only` gives
+/// an error where it would be needed. The first two must give the same result for any
+/// input; tests compare them.
+enum class DecodePath { exact_first, general_only, exact_only };
+[[nodiscard]] oe::Result<DomainEvent, DecodeError> decode(std::string_view type,
+                                                          std::uint16_t schema_version,
+                                                          std::string_view data, DecodePath path);
+}  // namespace detail
+
 }  // namespace oe::events
