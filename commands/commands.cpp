@@ -373,6 +373,9 @@ Decision decide(const ChangeSystemConfig& c, const CommerceState& s, const Event
                                        format_decimal2(multiplier), c.changed_at_us},
                       s, m);
     }
+    if (s.config(c.key) == *number) {
+        return std::vector<StreamAppend>{};  // As in force: PUT is idempotent, a no-op.
+    }
     return one(events::config_stream(), ExpectedVersion::any(),
                events::SystemConfigChanged{c.key, wire_value(*spec, *number), c.changed_at_us}, m);
 }
@@ -382,15 +385,11 @@ Decision decide(const ResetSystemConfig& c, const CommerceState& s, const EventM
     if (spec == nullptr) {
         return reject(Rejected::unknown_config_key, fmt::format("unknown config key '{}'", c.key));
     }
-    if (const auto tier = tier_of_key(c.key)) {
-        const bool is_discount = c.key == tier_discount_key(*tier);
-        const std::int64_t discount =
-            is_discount ? spec->default_value : s.config(tier_discount_key(*tier));
-        const std::int64_t multiplier =
-            is_discount ? s.config(tier_multiplier_key(*tier)) : spec->default_value;
-        return decide(ChangeTierConfig{std::string(events::to_string(*tier)), discount,
-                                       format_decimal2(multiplier), c.changed_at_us},
-                      s, m);
+    // Every key, tier.* included, resets with SystemConfigReset, so the history says "reset"
+    // (SPEC §6). A key at its default already is left as it is: nothing to record, as for a
+    // change to the value in force (a version counts changes of the value).
+    if (s.config(c.key) == spec->default_value) {
+        return std::vector<StreamAppend>{};
     }
     return one(events::config_stream(), ExpectedVersion::any(),
                events::SystemConfigReset{c.key, c.changed_at_us}, m);

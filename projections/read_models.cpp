@@ -183,6 +183,10 @@ class PricingProjection final : public TabledProjection {
             skus_.insert(c->sku);
         } else if (const auto* t = as<events::TierConfigChanged>(e)) {
             tiers_.insert(t->tier);
+        } else if (const auto* reset = as<events::SystemConfigReset>(e)) {
+            if (const auto tier = model::tier_of_key(reset->key)) {
+                tiers_.insert(*tier);
+            }
         }
     }
 
@@ -541,22 +545,15 @@ class SystemConfigProjection final : public TabledProjection {
 
     std::string_view name() const override { return "system_config"; }
 
-    void observe(const RecordedEvent& r, const events::DomainEvent& e,
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
                  const CommerceState&) override {
-        std::string actor;
-        try {
-            actor = EventMetadata::from_json(r.metadata).actor;
-        } catch (const std::invalid_argument&) {
-            actor.clear();  // Unreadable metadata shows as an unknown author, not an outage.
-        }
-        // updated_at is when the change was made (the event's changed_at), not when it was stored.
         if (const auto* t = as<events::TierConfigChanged>(e)) {
-            changes_[model::tier_discount_key(t->tier)] = Change{actor, t->changed_at_us};
-            changes_[model::tier_multiplier_key(t->tier)] = Change{actor, t->changed_at_us};
+            touched_.insert(model::tier_discount_key(t->tier));
+            touched_.insert(model::tier_multiplier_key(t->tier));
         } else if (const auto* c = as<events::SystemConfigChanged>(e)) {
-            changes_[c->key] = Change{actor, c->changed_at_us};
+            touched_.insert(c->key);
         } else if (const auto* reset = as<events::SystemConfigReset>(e)) {
-            changes_[reset->key] = Change{actor, reset->changed_at_us};
+            touched_.insert(reset->key);
         }
     }
 
@@ -570,11 +567,15 @@ class SystemConfigProjection final : public TabledProjection {
             }
             defaults_written_ = true;
         }
-        for (const auto& [key, change] : changes_) {
+        // The row as the write model has it (as write_all writes it): who changed the key last
+        // and when (the event's changed_at, not when it was stored); a tier change that left
+        // this key as it was changes nothing about it.
+        for (const auto& key : touched_) {
             const auto* spec = model::find_config_key(key);
             const std::int64_t version = state.config_version(key);
-            if (version == 0) {
-                continue;  // A tier change that left this sibling key as it was.
+            const auto* change = state.config_change(key);
+            if (spec == nullptr || version == 0 || change == nullptr) {
+                continue;
             }
             tx.exec(
                 "INSERT INTO " + t("rm_system_config") +
@@ -582,26 +583,19 @@ class SystemConfigProjection final : public TabledProjection {
                     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET value = "
                     "excluded.value, version = excluded.version, updated_by = excluded.updated_by, "
                     "updated_at = excluded.updated_at",
-                {key, value_json(*spec, state.config(key)), version, text_or_null(change.actor),
-                 format_iso8601_us(change.at_us)});
+                {key, value_json(*spec, state.config(key)), version, text_or_null(change->actor),
+                 format_iso8601_us(change->at_us)});
         }
-        changes_.clear();
+        touched_.clear();
     }
 
     void discard() override {
-        changes_.clear();
+        touched_.clear();
         defaults_written_ = false;
     }
 
     std::vector<std::string> tables() const override { return {"rm_system_config"}; }
 
-  private:
-    struct Change {
-        std::string actor;
-        std::int64_t at_us = 0;
-    };
-
-  public:
     /// The value as JSON: a number, or a two-decimal string.
     static std::string value_json(const model::ConfigKeySpec& spec, std::int64_t number) {
         if (spec.type == model::ConfigType::integer) {
@@ -613,7 +607,7 @@ class SystemConfigProjection final : public TabledProjection {
     }
 
   private:
-    std::map<std::string, Change> changes_;
+    std::set<std::string, std::less<>> touched_;
     bool defaults_written_ = false;
 };
 

@@ -1,6 +1,7 @@
 #include <oe/http/api.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <optional>
@@ -273,7 +274,22 @@ Response error_response(int status, std::string_view code, std::string_view mess
 }
 
 struct Api::Impl {
-    explicit Impl(ApiDependencies d) : deps(std::move(d)) {}
+    explicit Impl(ApiDependencies d) : deps(std::move(d)) {
+        // SPEC §8's order counters are on /metrics from the first scrape, at 0, so a rate or
+        // an alert over them has a series before the first order (count_order_outcome).
+        (void)deps.metrics.counter("credit_check_rejection_count_total",
+                                   "Orders put on credit hold by the credit check");
+        for (const char* status : {"placed", "credit_hold"}) {
+            (void)deps.metrics.counter("orders_placed_total",
+                                       "Orders placed, by the status they got",
+                                       {{"status", status}});
+        }
+        for (const char* code : {"invalid_json", "invalid_request", "unknown_sku",
+                                 "below_minimum_order", "insufficient_stock"}) {
+            (void)deps.metrics.counter("order_failures_total", "Orders refused, by error code",
+                                       {{"code", code}});
+        }
+    }
 
     ApiDependencies deps;
 
@@ -283,8 +299,15 @@ struct Api::Impl {
         if (!header) {
             return fail(401, "unauthenticated", "missing bearer token");
         }
-        constexpr std::string_view scheme = "Bearer ";
-        if (header->size() <= scheme.size() || header->substr(0, scheme.size()) != scheme) {
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        constexpr std::string_view scheme = "bearer ";
+        const auto same_letters = [](std::string_view a, std::string_view b) {
+            return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+                return std::tolower(static_cast<unsigned char>(x)) == y;
+            });
+        };
+        if (header->size() <= scheme.size() ||
+            !same_letters(header->substr(0, scheme.size()), scheme)) {
             return fail(401, "unauthenticated", "the Authorization header must be 'Bearer <JWT>'");
         }
         auto principal = auth::verify_token(header->substr(scheme.size()), deps.jwt_secret,
@@ -920,7 +943,9 @@ struct Api::Impl {
             std::optional<std::int64_t> value;
             std::int64_t changed_at_us = e.recorded_at_us;
             bool reset = false;
+            bool tier_change = false;
             if (const auto* t = std::get_if<events::TierConfigChanged>(&decoded.value())) {
+                tier_change = true;
                 if (tier && t->tier == *tier) {
                     value = key == model::tier_discount_key(*tier)
                                 ? t->discount_bps
@@ -939,8 +964,10 @@ struct Api::Impl {
                     changed_at_us = r->changed_at_us;
                 }
             }
-            if (!value || (*value == current && !reset)) {
-                continue;  // Not this key, or a tier change that left it as it was.
+            // Every change and reset of the key counts, as the write model counts versions;
+            // a tier change names both of the tier's keys and counts only for one it changed.
+            if (!value || (tier_change && *value == current)) {
+                continue;
             }
             current = *value;
             ++version;

@@ -136,11 +136,11 @@ void CommerceState::on(const events::TierConfigChanged& e, const RecordedEvent& 
     for (const auto& [key, value] :
          {std::pair{tier_discount_key(e.tier), std::int64_t{e.discount_bps}},
           std::pair{tier_multiplier_key(e.tier), std::int64_t{e.loyalty_multiplier_hundredths}}}) {
-        if (config_[key] != value) {
+        if (config_[key] != value) {  // A tier change names both keys; one may stay.
             config_[key] = value;
             ++config_versions_[key];
+            config_changes_[key] = ConfigChange{actor_of(r), e.changed_at_us};
         }
-        config_changes_[key] = ConfigChange{actor_of(r), e.changed_at_us};
     }
     config_position_ = r.global_position;
 }

@@ -147,8 +147,13 @@ TEST_CASE("config with Redis down: reads and changes keep working from the datab
 TEST_CASE("config with the in-process cache: a change applies to the very next read") {
     Fixture f(app::make_config_cache(std::nullopt));
     CHECK(f.config->get("order.min_threshold_idr")->value_json == "500000");
+    REQUIRE(f.config
+                ->change(commands::ChangeSystemConfig{"order.min_threshold_idr", std::int64_t{7}},
+                         admin())
+                .ok());
+    CHECK(f.config->get("order.min_threshold_idr")->value_json == "7");
     REQUIRE(f.config->change(commands::ResetSystemConfig{"order.min_threshold_idr"}, admin()).ok());
     const auto reset = f.config->get("order.min_threshold_idr");
     CHECK(reset->value_json == "500000");
-    CHECK(reset->version == 1);
+    CHECK(reset->version == 2);
 }

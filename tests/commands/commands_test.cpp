@@ -272,11 +272,23 @@ TEST_SUITE("commands") {
         const auto again = placed_event(ok(s, order_of("P-GOLD", {{"SERUM-30", 10}})));
         CHECK(again.lines[0].unit_price_idr == 80'000);
         CHECK(again.loyalty_multiplier_hundredths == 150);
-        ok(s, ResetSystemConfig{"tier.GOLD.discount_bps"});
-        CHECK(placed_event(ok(s, order_of("P-GOLD", {{"SERUM-30", 10}}))).lines[0].unit_price_idr ==
-              90'000);
-        // A no-op change appends nothing.
+        // A tier key resets like any key: SystemConfigReset, the sibling left as it is.
+        const auto reset = ok(s, ResetSystemConfig{"tier.GOLD.discount_bps"});
+        REQUIRE(reset.appended.size() == 1);
+        CHECK(reset.appended[0].events.at(0).type == "SystemConfigReset");
+        const auto after_reset = placed_event(ok(s, order_of("P-GOLD", {{"SERUM-30", 10}})));
+        CHECK(after_reset.lines[0].unit_price_idr == 90'000);
+        CHECK(after_reset.loyalty_multiplier_hundredths == 150);
+        CHECK(after_reset.config_position == reset.append.last_position);
+        // A change to the value in force, or a reset of a key at its default, appends nothing.
         CHECK(ok(s, ChangeTierConfig{"GOLD", 1'000, "1.50"}).append.first_position == 0);
+        CHECK(ok(s, ChangeSystemConfig{"tier.GOLD.discount_bps", std::int64_t{1'000}})
+                  .append.first_position == 0);
+        CHECK(ok(s, ResetSystemConfig{"tier.GOLD.discount_bps"}).append.first_position == 0);
+        CHECK(
+            ok(s, ChangeSystemConfig{"erp.max_rps", std::string("100.00")}).append.first_position ==
+            0);
+        CHECK(ok(s, ResetSystemConfig{"stock.sync_interval_s"}).append.first_position == 0);
     }
 
     TEST_CASE("admin commands: registration, duplicates and unknown references") {

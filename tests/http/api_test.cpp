@@ -2,6 +2,7 @@
 // roles, masquerade, BOLA, and the exact bodies. Compiled for SQLite and PostgreSQL.
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <oe/app/config_service.hpp>
 #include <oe/auth/jwt.hpp>
@@ -189,6 +190,30 @@ TEST_SUITE("api") {
         // A reseller may not name another partner.
         CHECK(w.get("/api/credit", token(auth::Role::reseller, "P-1"), "P-2").status == 403);
         CHECK(w.get("/api/nothing-here", token(auth::Role::admin)).status == 404);
+        // The scheme name is case-insensitive; what follows it is not.
+        const auto with_authorization = [&](std::string value) {
+            http::Request r;
+            r.method = "GET";
+            r.target = "/api/catalog";
+            r.headers.emplace_back("Authorization", std::move(value));
+            return w.api.handle(r).status;
+        };
+        const auto p1 = token(auth::Role::reseller, "P-1");
+        CHECK(with_authorization("bearer " + p1) == 200);
+        CHECK(with_authorization("BEARER " + p1) == 200);
+        CHECK(with_authorization("Bearer" + p1) == 401);
+        CHECK(with_authorization("Basic " + p1) == 401);
+        CHECK(with_authorization("Bearer ") == 401);
+    }
+
+    TEST_CASE("metrics: the order counters are exposed at 0 before the first order") {
+        World w;
+        const auto text = w.registry.render();
+        CHECK(text.find("credit_check_rejection_count_total 0") != std::string::npos);
+        CHECK(text.find(R"(orders_placed_total{status="placed"} 0)") != std::string::npos);
+        CHECK(text.find(R"(orders_placed_total{status="credit_hold"} 0)") != std::string::npos);
+        CHECK(text.find(R"(order_failures_total{code="insufficient_stock"} 0)") !=
+              std::string::npos);
     }
 
     TEST_CASE("place order: 201 with the view; the key replays it; misuse of the key is refused") {
@@ -508,6 +533,51 @@ TEST_SUITE("api") {
                   .body.find(R"("value":250,"version":1)") != std::string::npos);
         CHECK(w.get("/api/admin/config/tier.BRONZE.discount_bps", admin)
                   .body.find(R"("value":250)") != std::string::npos);
+    }
+
+    TEST_CASE("config history: every change the version counts, resets of tier keys too") {
+        World w;
+        const auto admin = token(auth::Role::admin);
+        const auto history = [&](std::string_view key) {
+            return w.get(fmt::format("/api/admin/config/{}/history", key), admin).body;
+        };
+        const auto config = [&](std::string_view key) {
+            return w.get(fmt::format("/api/admin/config/{}", key), admin).body;
+        };
+        // The value in force again (PUT is idempotent) changes nothing: no version, no entry.
+        const char* key = "stock.sync_interval_s";
+        const auto first = w.send("PUT", fmt::format("/api/admin/config/{}", key), admin,
+                                  R"({"value":600})", "h1");
+        CHECK(first.body.find(R"("value":600,"version":1,)") != std::string::npos);
+        const auto again = w.send("PUT", fmt::format("/api/admin/config/{}", key), admin,
+                                  R"({"value":600})", "h2");
+        CHECK(again.status == 200);
+        CHECK(again.body == first.body);
+        CHECK(config(key) == first.body);
+        CHECK(history(key).find(R"("version":2)") == std::string::npos);
+
+        // DELETE of a tier key is a reset, in the history as in the version.
+        const char* discount = "tier.SILVER.discount_bps";
+        const char* multiplier = "tier.SILVER.loyalty_multiplier";
+        const auto multiplier_set = w.send("PUT", fmt::format("/api/admin/config/{}", multiplier),
+                                           admin, R"({"value":"1.30"})", "h0");
+        CHECK(multiplier_set.body.find(R"("version":1,)") != std::string::npos);
+        w.send("PUT", fmt::format("/api/admin/config/{}", discount), admin, R"({"value":700})",
+               "h3");
+        const auto reset =
+            w.send("DELETE", fmt::format("/api/admin/config/{}", discount), admin, "", "h4");
+        CHECK(reset.status == 200);
+        CHECK(reset.body.find(R"("value":500,"version":2)") != std::string::npos);
+        CHECK(history(discount).find(R"({"version":2,"value":500,"change":"reset")") !=
+              std::string::npos);
+        // A reset of a key at its default changes nothing either.
+        const auto reset_again =
+            w.send("DELETE", fmt::format("/api/admin/config/{}", discount), admin, "", "h5");
+        CHECK(reset_again.status == 200);
+        CHECK(reset_again.body == reset.body);
+        // None of it touched the multiplier: its version, author and time stay as they were.
+        CHECK(config(multiplier) == multiplier_set.body);
+        CHECK(history(multiplier).find(R"("version":2)") == std::string::npos);
     }
 
 }  // TEST_SUITE
