@@ -6,11 +6,13 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -28,6 +30,7 @@
 #include <oe/app/store_factory.hpp>
 #include <oe/auth/jwt.hpp>
 #include <oe/commands/command_service.hpp>
+#include <oe/commands/commands.hpp>
 #include <oe/erp/fake_erp.hpp>
 #include <oe/erp/gateway.hpp>
 #include <oe/erp/http_erp.hpp>
@@ -220,6 +223,27 @@ int run_token(const std::vector<std::string>& args) {
         std::cerr << "orderengine token: an agent token needs --partners\n";
         return exit_usage;
     }
+    // Claims the server would never see in such a token, and ids it would never match.
+    if (!principal.partner_id.empty() && principal.role != oe::auth::Role::reseller) {
+        std::cerr << "orderengine token: --partner is for a reseller token (an agent's are "
+                     "--partners)\n";
+        return exit_usage;
+    }
+    if (!principal.partners.empty() && principal.role != oe::auth::Role::agent) {
+        std::cerr << "orderengine token: --partners is for an agent token\n";
+        return exit_usage;
+    }
+    std::vector<std::string> ids = principal.partners;
+    if (!principal.partner_id.empty()) {
+        ids.push_back(principal.partner_id);
+    }
+    for (const auto& id : ids) {
+        if (!oe::commands::is_valid_id(id)) {
+            std::cerr << "orderengine token: partner id '" << id.substr(0, 80)
+                      << "' must be 1..64 characters of [A-Za-z0-9_-]\n";
+            return exit_usage;
+        }
+    }
     if (principal.subject.empty()) {
         principal.subject = std::string(oe::auth::to_string(principal.role)) +
                             (principal.partner_id.empty() ? "" : "-" + principal.partner_id);
@@ -296,14 +320,22 @@ int run_fake_erp(const std::vector<std::string>& args) {
         } else if (args[i] == "--address" && has_value) {
             options.address = args[++i];
         } else if (args[i] == "--seed" && has_value) {
-            std::ifstream file(args[++i]);
-            if (!file) {
-                std::cerr << "orderengine fake-erp: cannot read the seed file " << args[i] << "\n";
+            const std::string& path = args[++i];
+            std::error_code ec;
+            std::ifstream file(path);
+            if (!std::filesystem::is_regular_file(path, ec) || !file) {
+                std::cerr << "orderengine fake-erp: cannot read the seed file " << path
+                          << " (not a readable file)\n";
                 return exit_usage;
             }
             std::stringstream text;
             text << file.rdbuf();
             options.seed_json = text.str();
+            if (file.bad() || options.seed_json.find_first_not_of(" \t\r\n") == std::string::npos) {
+                std::cerr << "orderengine fake-erp: the seed file " << path
+                          << " is empty (expected {\"stock\":[...],\"debt\":{...}})\n";
+                return exit_usage;
+            }
         } else {
             std::cerr << "orderengine fake-erp: unknown option '" << args[i]
                       << "' (see orderengine --help)\n";

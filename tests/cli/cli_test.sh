@@ -85,6 +85,21 @@ expect_fail "token with an unknown role exits 2" 2 "--role must be" \
     env AUTH_JWT_SECRET=x "$bin" token --role boss
 expect_fail "reseller token without a partner exits 2" 2 "needs --partner" \
     env AUTH_JWT_SECRET=x "$bin" token --role reseller
+expect_fail "token with a partner id SPEC §6 forbids exits 2" 2 "must be 1..64 characters" \
+    env AUTH_JWT_SECRET=x "$bin" token --role reseller --partner 'bad id!'
+expect_fail "token with a 65-character partner id exits 2" 2 "must be 1..64 characters" \
+    env AUTH_JWT_SECRET=x "$bin" token --role agent --partners "P-1,$(printf 'x%.0s' {1..65})"
+expect_fail "admin token with --partner exits 2" 2 "--partner is for a reseller token" \
+    env AUTH_JWT_SECRET=x "$bin" token --role admin --partner P-1
+expect_fail "reseller token with --partners exits 2" 2 "--partners is for an agent token" \
+    env AUTH_JWT_SECRET=x "$bin" token --role reseller --partner P-1 --partners P-2
+expect_fail "fake-erp with a directory as its seed exits 2" 2 "not a readable file" \
+    "$bin" fake-erp --port 0 --seed "$work"
+expect_fail "fake-erp with /dev/null as its seed exits 2" 2 "not a readable file" \
+    "$bin" fake-erp --port 0 --seed /dev/null
+: > "$work/empty-seed.json"
+expect_fail "fake-erp with an empty seed file exits 2" 2 "is empty" \
+    "$bin" fake-erp --port 0 --seed "$work/empty-seed.json"
 token=$(AUTH_JWT_SECRET=x "$bin" token --role agent --partners P-1,P-2 --sub agent-9)
 payload=$(echo "$token" | cut -d. -f2 | tr '_-' '/+')
 while (( ${#payload} % 4 )); do payload="$payload="; done
