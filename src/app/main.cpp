@@ -112,6 +112,9 @@ std::string route_template(std::string_view path) {
     if (path.starts_with("/api/admin/partners/")) {
         return "/api/admin/partners/{id}";
     }
+    if (path.starts_with("/api/admin/products/")) {
+        return "/api/admin/products/{sku}";
+    }
     if (path.starts_with("/api/admin/tiers/")) {
         return "/api/admin/tiers/{tier}";
     }

@@ -1122,6 +1122,42 @@ struct Api::Impl {
             }));
     }
 
+    /// A product's base price (ProductPriceChanged): orders placed before keep what they
+    /// recorded; the price lists of every tier are repriced. The same price: 200, nothing
+    /// appended.
+    Step<Response> update_product(const auth::Principal& p, std::string_view sku,
+                                  const Request& request) {
+        auto front =
+            admin_front(p, request, auth::Permission::manage_master_data, {"sku", "base_price"});
+        if (!front.ok()) {
+            return front.error();
+        }
+        const auto& [idem, body] = front.value();
+        OE_TAKE(same_sku, body.optional_string("sku", 64));
+        if (same_sku && *same_sku != sku) {
+            return fail(400, "invalid_request", "sku cannot be changed");
+        }
+        OE_TAKE(price, body.integer("base_price", 0, 10'000'000'000));
+        const std::string product_sku(sku);
+        const auth::ActingFor who{{}, p.subject, {}};
+        return idempotent(
+            idem, commands::ChangeProductPrice{product_sku, price}, metadata_of(who, idem, request),
+            [=](const commands::Decision& decision, const model::CommerceState& s) {
+                if (!decision.ok()) {
+                    if (decision.error().reason == commands::Rejected::unknown_sku) {
+                        return error_response(404, "not_found", "no such product");
+                    }
+                    return rejection_response(decision.error());
+                }
+                // The state is as before this change; the answer shows it after.
+                const auto* before = s.product(product_sku);
+                return json_response(
+                    200,
+                    fmt::format(R"({{"sku":{},"name":{},"base_price":{},"buffer_qty":{}}})",
+                                text(product_sku), text(before->name), price, before->buffer_qty));
+            });
+    }
+
     Step<Response> register_warehouse(const auth::Principal& p, const Request& request) {
         auto front = admin_front(p, request, auth::Permission::manage_master_data,
                                  {"warehouse_id", "sla_hours"});
@@ -1609,6 +1645,9 @@ struct Api::Impl {
             }
             if (post && parts.size() == 3 && parts[2] == "products") {
                 return register_product(p, request);
+            }
+            if (request.method == "PATCH" && parts.size() == 4 && parts[2] == "products") {
+                return update_product(p, parts[3], request);
             }
             if (post && parts.size() == 3 && parts[2] == "warehouses") {
                 return register_warehouse(p, request);

@@ -484,6 +484,28 @@ TEST_SUITE("api") {
         // And prices follow: GOLD now 15 % off.
         CHECK(w.get("/api/catalog", token(auth::Role::reseller, "P-1"))
                   .body.find(R"("unit_price":85001)") != std::string::npos);
+
+        // A product's price: the catalog follows at once (200,000 × 8,500 / 10,000 = 170,000);
+        // an order placed before keeps the price it recorded.
+        const auto before = w.get("/api/orders/O-P1-A", admin);
+        REQUIRE(before.status == 200);
+        const auto repriced =
+            w.send("PATCH", "/api/admin/products/SERUM", admin, R"({"base_price":200000})", "a14");
+        CHECK(repriced.status == 200);
+        CHECK(repriced.body == R"({"sku":"SERUM","name":"Serum","base_price":200000,)"
+                               R"("buffer_qty":5})");
+        CHECK(w.get("/api/catalog", token(auth::Role::reseller, "P-1"))
+                  .body.find(R"("sku":"SERUM","name":"Serum","base_price":200000,)"
+                             R"("unit_price":170000)") != std::string::npos);
+        CHECK(w.get("/api/orders/O-P1-A", admin).body == before.body);
+        CHECK(w.send("PATCH", "/api/admin/products/NOPE", admin, R"({"base_price":1})", "a15")
+                  .status == 404);
+        CHECK(w.send("PATCH", "/api/admin/products/SERUM", admin,
+                     R"({"sku":"TONER","base_price":1})", "a16")
+                  .status == 400);
+        CHECK(w.send("PATCH", "/api/admin/products/SERUM", token(auth::Role::finance),
+                     R"({"base_price":1})", "a17")
+                  .status == 403);
     }
 
     TEST_CASE("config writes: PUT sets, DELETE resets, the next read sees it, bad values are 422") {

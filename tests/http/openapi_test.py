@@ -57,6 +57,7 @@ API_HANDLERS = {
     "register_partner": [("POST", "/api/admin/partners")],
     "update_partner": [("PATCH", "/api/admin/partners/{id}")],
     "register_product": [("POST", "/api/admin/products")],
+    "update_product": [("PATCH", "/api/admin/products/{sku}")],
     "register_warehouse": [("POST", "/api/admin/warehouses")],
     "change_tier": [("PUT", "/api/admin/tiers/{tier}")],
     "config_write": [("PUT", "/api/admin/config/{key}"), ("DELETE", "/api/admin/config/{key}")],
@@ -66,7 +67,8 @@ API_HANDLERS = {
 # main.cpp answers these itself; everything else under /api/ goes to route().
 MAIN_ROUTES = {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
 # Sample values for path parameters when probing undocumented methods.
-SAMPLE_PARAMS = {"id": "999999", "key": "erp.max_rps", "tier": "GOLD", "name": "pricing"}
+SAMPLE_PARAMS = {"id": "999999", "key": "erp.max_rps", "tier": "GOLD", "name": "pricing",
+                 "sku": "NO-SUCH-SKU"}
 TRACEPARENT_IN = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -986,6 +988,32 @@ def run(checker, spec, binary, port, sim_port, tokens):
     c.call("reseller (wrong role)", "POST", tpl, token=reseller, key=c.key(), body=product,
            expect=403)
     c.call("no token", "POST", tpl, key=c.key(), body=product, expect=401)
+    tpl = "/api/admin/products/{sku}"
+    path = "/api/admin/products/OA-SKU-1"
+    k = c.key()
+    repriced = c.call("admin", "PATCH", tpl, path, token=admin, key=k,
+                      body={"base_price": 120000}, expect=200,
+                      extra=lambda r: [] if r.json == dict(product, base_price=120000)
+                      else [r.text])
+    c.replay("admin", "PATCH", tpl, repriced, path, token=admin, key=k,
+             body={"base_price": 120000})
+    c.call("the price in force (nothing appended)", "PATCH", tpl, path, token=admin,
+           key=c.key(), body={"sku": "OA-SKU-1", "base_price": 120000}, expect=200)
+    c.call("unknown sku", "PATCH", tpl, "/api/admin/products/OA-NOPE", token=admin,
+           key=c.key(), body={"base_price": 1}, expect=404)
+    c.call("sku differs from the path", "PATCH", tpl, path, token=admin, key=c.key(),
+           body={"sku": "OA-SKU-2", "base_price": 1}, expect=400)
+    c.call("base_price missing", "PATCH", tpl, path, token=admin, key=c.key(), body={},
+           expect=400)
+    c.call("negative base_price", "PATCH", tpl, path, token=admin, key=c.key(),
+           body={"base_price": -1}, expect=400)
+    c.call("unknown field", "PATCH", tpl, path, token=admin, key=c.key(),
+           body={"base_price": 1, "name": "x"}, expect=400)
+    c.call("no Idempotency-Key", "PATCH", tpl, path, token=admin, body={"base_price": 1},
+           expect=400)
+    c.call("finance (wrong role)", "PATCH", tpl, path, token=finance, key=c.key(),
+           body={"base_price": 1}, expect=403)
+    c.call("no token", "PATCH", tpl, path, key=c.key(), body={"base_price": 1}, expect=401)
     warehouse = {"warehouse_id": "WH-OA", "sla_hours": {"ID-JK": 12, "ID-BA": 96}}
     tpl = "/api/admin/warehouses"
     k = c.key()
