@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -35,6 +36,8 @@ constexpr std::size_t queue_max = 10'000;  // Read ahead no further than this.
 constexpr std::size_t read_batch = 1'000;
 constexpr std::int64_t default_max_rps_hundredths = 200;
 constexpr std::int64_t default_sync_interval_s = 300;
+// A failed stock and debt sync is tried again after this, or the interval if shorter.
+constexpr std::chrono::seconds sync_retry_after_failure{30};
 
 /// One thing to tell the ERP, from the order event at `position`.
 struct Delivery {
@@ -603,7 +606,13 @@ struct ErpWorker::Impl {
     // ---- Stock and debt sync.
 
     void run_sync() {
-        auto next = Clock::now();
+        // The next sync is due `stock.sync_interval_s` after the last one began, read again
+        // every second, so a new interval applies at once (lowered from a day to a minute, it
+        // does not wait out the day). A failed sync is tried again within
+        // sync_retry_after_failure (the fallback cache keeps serving meanwhile), so a server
+        // that started while the ERP was down gets its first figures soon after it is back.
+        std::optional<Clock::time_point> last;
+        bool last_failed = false;
         bool was_leader = false;
         while (!stopping) {
             if (!leader) {
@@ -612,13 +621,21 @@ struct ErpWorker::Impl {
                 continue;
             }
             if (!was_leader) {
-                next = Clock::now();  // Sync at start (of leadership).
+                last.reset();  // Sync at start (of leadership).
                 was_leader = true;
             }
-            if (Clock::now() >= next) {
+            auto wait =
+                std::chrono::seconds(config_or("stock.sync_interval_s", default_sync_interval_s));
+            if (last_failed) {
+                wait = std::min(wait, sync_retry_after_failure);
+            }
+            if (!last || Clock::now() >= *last + wait) {
+                last = Clock::now();
                 const auto trace_id = random_trace_id();
+                last_failed = true;
                 try {
                     sync(trace_id);
+                    last_failed = false;
                 } catch (const erp::ErpFailure& e) {
                     log(LogLevel::warn,
                         "erp: sync failed; the last synced stock and debt keep serving",
@@ -627,10 +644,10 @@ struct ErpWorker::Impl {
                     log(LogLevel::error, "erp: sync failed",
                         {{"trace_id", trace_id}, {"error", e.what()}});
                 }
-                next = Clock::now() + std::chrono::seconds(config_or("stock.sync_interval_s",
-                                                                     default_sync_interval_s));
+                continue;
             }
-            sleep_for(std::min<Clock::duration>(next - Clock::now(), std::chrono::seconds(1)));
+            sleep_for(
+                std::min<Clock::duration>(*last + wait - Clock::now(), std::chrono::seconds(1)));
         }
     }
 

@@ -153,6 +153,17 @@ check "the catalog serves the synced stock (SRM-NIAC-30: WH-JKT 7-10 → 0, WH-S
 check "the credit model takes the ERP's debt (1,000,000)" \
     poll 5 bash -c "[[ \$(curl -s -H 'Authorization: Bearer $reseller' '$base/api/credit' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"erp_debt\"])') == 1000000 ]]"
 
+# ---- A new stock.sync_interval_s applies at once: lowered from the default 300 s to the
+# ---- least, 10 s, the next periodic sync comes ~10 s after the last, not after 300 s.
+synced_at() { erp_status | json 'd["last_sync"]["at"]'; }
+before=$(synced_at)
+curl -fs "${A[@]}" -H "Idempotency-Key: $(key)" -X PUT -d '{"value":10}' \
+    "$base/api/admin/config/stock.sync_interval_s" -o /dev/null
+check "after PUT stock.sync_interval_s 10 a periodic sync follows within 13 s (last at $before)" \
+    poll 13 bash -c "[[ \$(curl -s -H 'Authorization: Bearer $admin' '$base/api/admin/erp' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"last_sync\"][\"at\"])') != '$before' ]]"
+curl -fs "${A[@]}" -H "Idempotency-Key: $(key)" -X DELETE \
+    "$base/api/admin/config/stock.sync_interval_s" -o /dev/null
+
 # ---- ERP down: checkout unaffected, circuit opens, sync refuses, cancel tells the ERP later.
 set_mode '{"down":true}'
 code=$(curl -s -o "$work/sync_down" -w '%{http_code}' "${A[@]}" -H "Idempotency-Key: $(key)" -X POST "$base/api/admin/erp/sync")
