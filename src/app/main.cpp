@@ -8,10 +8,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -46,6 +48,21 @@
 namespace {
 
 constexpr int exit_usage = 2;
+
+/// The one-line error for an argument a command's options did not take: one of `valued` (the
+/// options that take a value) given last, without its value, or an option it does not have.
+int bad_option(std::string_view command, const std::string& arg,
+               std::initializer_list<std::string_view> valued,
+               std::string_view hint = "see orderengine --help") {
+    if (std::find(valued.begin(), valued.end(), arg) != valued.end()) {
+        std::cerr << "orderengine " << command << ": " << arg << " needs a value (" << hint
+                  << ")\n";
+    } else {
+        std::cerr << "orderengine " << command << ": unknown option '" << arg << "' (" << hint
+                  << ")\n";
+    }
+    return exit_usage;
+}
 constexpr int exit_failure = 2;
 constexpr const char* default_database_url = "sqlite://./data/orderengine.db";
 
@@ -208,9 +225,8 @@ int run_token(const std::vector<std::string>& args) {
             }
             ttl_s = std::stoll(text);
         } else {
-            std::cerr << "orderengine token: unknown option '" << args[i]
-                      << "' (see orderengine --help)\n";
-            return exit_usage;
+            return bad_option("token", args[i],
+                              {"--role", "--partner", "--partners", "--sub", "--ttl-s"});
         }
     }
     if (!role) {
@@ -340,9 +356,8 @@ int run_fake_erp(const std::vector<std::string>& args) {
                 return exit_usage;
             }
         } else {
-            std::cerr << "orderengine fake-erp: unknown option '" << args[i]
-                      << "' (see orderengine --help)\n";
-            return exit_usage;
+            return bad_option("fake-erp", args[i],
+                              {"--port", "--fail-rate", "--latency-ms", "--address", "--seed"});
         }
     }
     if (!port) {
@@ -583,9 +598,8 @@ int run_replay(const std::vector<std::string>& args) {
         } else if (args[i] == "--format" && has_value) {
             format_text = args[++i];
         } else {
-            std::cerr << "orderengine replay: unknown option '" << args[i]
-                      << "' (usage: replay --as-of T [--model M] [--format csv|json])\n";
-            return exit_usage;
+            return bad_option("replay", args[i], {"--as-of", "--model", "--format"},
+                              "usage: replay --as-of T [--model M] [--format csv|json]");
         }
     }
     if (!as_of_text) {
@@ -647,9 +661,7 @@ int run_serve(const std::vector<std::string>& args) {
                 return exit_usage;
             }
         } else {
-            std::cerr << "orderengine serve: unknown option '" << args[i]
-                      << "' (see orderengine --help)\n";
-            return exit_usage;
+            return bad_option("serve", args[i], {"--port"});
         }
     }
 
@@ -815,7 +827,10 @@ int main(int argc, char** argv) {
         std::cerr << usage;
         return exit_usage;
     }
-    if (args.front() == "--help" || args.front() == "help") {
+    // Help asked for anywhere, of any command (`orderengine fake-erp --help`): the usage, exit 0.
+    if (args.front() == "help" || std::find_if(args.begin(), args.end(), [](const std::string& a) {
+                                      return a == "--help" || a == "-h";
+                                  }) != args.end()) {
         std::cout << usage;
         return 0;
     }

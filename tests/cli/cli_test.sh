@@ -100,6 +100,15 @@ expect_fail "fake-erp with /dev/null as its seed exits 2" 2 "not a readable file
 : > "$work/empty-seed.json"
 expect_fail "fake-erp with an empty seed file exits 2" 2 "is empty" \
     "$bin" fake-erp --port 0 --seed "$work/empty-seed.json"
+expect_fail "an option given without its value says so" 2 "^orderengine token: --role needs a value" \
+    env AUTH_JWT_SECRET=x "$bin" token --role
+expect_fail "replay --as-of without its value says so" 2 "--as-of needs a value" "$bin" replay --as-of
+expect_fail "an option a command does not have is unknown" 2 "unknown option '--colour'" \
+    "$bin" serve --colour
+help=$("$bin" fake-erp --help 2>/dev/null)
+check_help=$?
+[[ $check_help -eq 0 && "$help" == *"fake-erp --port P"* ]] && ok "fake-erp --help prints the usage, exit 0" \
+    || not_ok "fake-erp --help: exit $check_help"
 token=$(AUTH_JWT_SECRET=x "$bin" token --role agent --partners P-1,P-2 --sub agent-9)
 payload=$(echo "$token" | cut -d. -f2 | tr '_-' '/+')
 while (( ${#payload} % 4 )); do payload="$payload="; done
