@@ -57,9 +57,10 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
         return end;
     }
     auto batch = read_after(state.position(), share);
-    // The batch applied last: freeing its ~20k events and their decoded copies takes the folding
-    // thread ~15 ms a batch on the 2-core machine (measured), so the next read frees it, on the
-    // reading thread, which has time to spare while this one applies.
+    // The batch applied last: freeing its ~20k events and their decoded copies takes ~15 ms a
+    // batch on the 2-core machine (measured), so the next read frees it, on the reading thread,
+    // while the reader has decoding to give back (share > 0: SQLite); a reader that decodes
+    // nothing already sets the pace (PostgreSQL's reads), and this thread frees it.
     Batch spent;
     while (!batch.events.empty()) {
         const auto& last = batch.events.back();
@@ -100,7 +101,9 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
         const bool reader_was_first =
             next.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
         share = std::clamp(share + (reader_was_first ? 50 : -50), 0, 900);
-        spent = std::move(batch);
+        if (share > 0) {
+            spent = std::move(batch);
+        }
         batch = next.get();
     }
     return end;
