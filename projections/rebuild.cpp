@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <future>
 #include <limits>
 #include <mutex>
@@ -145,14 +146,19 @@ class PipelinedBulkWrite final : public SqlTx {
     /// `tx_begins_with`: a statement each transaction runs first (PostgreSQL: asynchronous
     /// commits). `rows_per_insert` (0: as given): bulk inserts split into inserts of at most
     /// that many rows, each a statement of its own (SQLite beside a server: shorter holds of
-    /// the write lock).
+    /// the write lock). `prepare` (if set): run at the start of each transaction, after
+    /// `tx_begins_with`; what it answers runs last before the transaction commits (PostgreSQL:
+    /// the shadow tables' indexes are dropped, then built again, EventStore::defer_indexes).
+    using Prepare = std::function<std::function<void(SqlTx&)>(SqlTx&)>;
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
                        bool threaded = true, Pacer* pacer = nullptr,
-                       std::string tx_begins_with = {}, std::size_t rows_per_insert = 0)
+                       std::string tx_begins_with = {}, std::size_t rows_per_insert = 0,
+                       Prepare prepare = {})
         : store_(store),
           pacer_(pacer),
           rows_per_insert_(rows_per_insert),
           tx_begins_with_(std::move(tx_begins_with)),
+          prepare_(std::move(prepare)),
           per_chunk_(statements_per_chunk),
           one_tx_per_chunk_(one_tx_per_chunk || !threaded),
           threaded_(threaded) {
@@ -220,8 +226,9 @@ class PipelinedBulkWrite final : public SqlTx {
         }
         if (!threaded_) {
             store_.commit_projections({}, [&](SqlTx& tx) {
-                begin(tx);
+                const auto before_commit = begin(tx);
                 write(building_, tx);
+                before_commit(tx);
             });
             building_.clear();
             if (pacer_ != nullptr) {
@@ -259,10 +266,17 @@ class PipelinedBulkWrite final : public SqlTx {
         return chunk;
     }
 
-    void begin(SqlTx& tx) const {
+    /// Starts a transaction; answers what to run before it commits.
+    [[nodiscard]] std::function<void(SqlTx&)> begin(SqlTx& tx) const {
         if (!tx_begins_with_.empty()) {
             tx.exec(tx_begins_with_);
         }
+        if (prepare_) {
+            if (auto before_commit = prepare_(tx)) {
+                return before_commit;
+            }
+        }
+        return [](SqlTx&) {};
     }
 
     static void write(const Chunk& chunk, SqlTx& tx) {
@@ -281,10 +295,11 @@ class PipelinedBulkWrite final : public SqlTx {
             // SQLite no write lock) is held while the builder is still building it.
             for (auto chunk = next(); chunk; chunk = next()) {
                 store_.commit_projections({}, [&](SqlTx& tx) {
-                    begin(tx);
+                    const auto before_commit = begin(tx);
                     for (;;) {
                         write(*chunk, tx);
                         if (one_tx_per_chunk_ || !(chunk = next())) {
+                            before_commit(tx);
                             return;
                         }
                     }
@@ -304,6 +319,7 @@ class PipelinedBulkWrite final : public SqlTx {
     Pacer* pacer_;
     std::size_t rows_per_insert_;
     std::string tx_begins_with_;
+    Prepare prepare_;
     std::size_t per_chunk_;
     bool one_tx_per_chunk_;
     bool threaded_;
@@ -547,10 +563,24 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             // commit, synchronous, flushes every row before it.
             const bool small_chunks = one_core;
             const bool sqlite_store = store.backend_name() == "sqlite";
+            // In one transaction (PostgreSQL, all cores) the shadow tables' indexes are built
+            // once at the end rather than kept up row by row; in many small ones they are kept
+            // (a build is a burst of every core, and a transaction that died between chunks
+            // would leave tables without their indexes).
+            std::vector<std::string> shadow_tables;
+            for (const auto& table : live_tables) {
+                shadow_tables.push_back(table + std::string(shadow_suffix));
+            }
+            PipelinedBulkWrite::Prepare defer;
+            if (!one_core && !sqlite_store) {
+                defer = [&store, &shadow_tables](SqlTx& tx) {
+                    return store.defer_indexes(tx, shadow_tables);
+                };
+            }
             PipelinedBulkWrite bulk(
                 store, small_chunks ? 1 : statements_per_chunk, sqlite_store, !one_core, &pacer,
                 one_core && !sqlite_store ? "SET LOCAL synchronous_commit TO off" : "",
-                one_core && sqlite_store ? one_core_sqlite_rows_per_commit : 0);
+                one_core && sqlite_store ? one_core_sqlite_rows_per_commit : 0, std::move(defer));
             for (const auto& p : shadows) {
                 check_cancel();
                 p->write_all(bulk, state);

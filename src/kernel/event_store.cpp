@@ -80,6 +80,11 @@ void EventStore::scan(std::string_view sql, const std::vector<SqlValue>& params,
 
 void EventStore::after_bulk_load(const std::string& /*table*/) {}
 
+std::function<void(SqlTx&)> EventStore::defer_indexes(SqlTx& /*tx*/,
+                                                      const std::vector<std::string>& /*tables*/) {
+    return [](SqlTx&) {};
+}
+
 void SqlTx::for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                          const std::function<void(const RowView&)>& each) {
     each_view(query(sql, params), each);

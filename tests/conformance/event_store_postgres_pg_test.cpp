@@ -261,6 +261,98 @@ TEST_CASE("after a bulk load the table is vacuumed and analysed, gently, by its 
     CHECK_NOTHROW(store->after_bulk_load("no_such_table"));  // Housekeeping: nothing to do.
 }
 
+TEST_CASE("bulk inserts into one table share a COPY until something else runs") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec("CREATE TABLE test_copy_a (k TEXT PRIMARY KEY, n BIGINT, note TEXT)");
+        tx.exec("CREATE TABLE test_copy_b (k TEXT PRIMARY KEY)");
+    });
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.insert_rows("test_copy_a", {"k", "n", "note"},
+                       {std::string("a1"), std::int64_t{1}, std::string("tab\there")});
+        tx.insert_rows("test_copy_a", {"k", "n", "note"},
+                       {std::string("a2"), std::int64_t{2}, nullptr});
+        // A read in the same transaction sees both (it ends the COPY first).
+        CHECK(tx.query("SELECT count(*) FROM test_copy_a")[0][0] ==
+              std::optional<std::string>("2"));
+        tx.insert_rows("test_copy_a", {"k", "n", "note"},
+                       {std::string("a3"), std::int64_t{3}, std::string("back\\slash\nline")});
+        tx.insert_rows("test_copy_b", {"k"}, {std::string("b1")});  // Another table.
+        tx.insert_rows("test_copy_a", {"k", "n"}, {std::string("a4"), std::int64_t{4}});
+        // The transaction ends with a COPY open: the commit must end it first.
+    });
+    const auto rows = store->query("SELECT k, n, note FROM test_copy_a ORDER BY k");
+    REQUIRE(rows.size() == 4);
+    CHECK(rows[0][2] == std::optional<std::string>("tab\there"));
+    CHECK(rows[1][2] == std::nullopt);
+    CHECK(rows[2][2] == std::optional<std::string>("back\\slash\nline"));
+    CHECK(rows[3][1] == std::optional<std::string>("4"));
+    CHECK(store->query("SELECT k FROM test_copy_b").size() == 1);
+
+    // A row the COPY refuses fails the transaction (at the latest when it commits), and
+    // nothing of it stays.
+    CHECK_THROWS(store->commit_projections({}, [&](SqlTx& tx) {
+        tx.insert_rows("test_copy_b", {"k"}, {std::string("b2")});
+        tx.insert_rows("test_copy_b", {"k"}, {std::string("b1")});  // Duplicate key.
+    }));
+    CHECK(store->query("SELECT k FROM test_copy_b").size() == 1);
+}
+
+TEST_CASE("indexes deferred during a bulk load are built again with the same definitions") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec("CREATE TABLE test_defer (k TEXT PRIMARY KEY, p TEXT NOT NULL, u TEXT UNIQUE)");
+        tx.exec("CREATE INDEX test_defer_by_p ON test_defer (p, k)");
+        tx.exec("CREATE INDEX \"Test Defer Partial\" ON test_defer (u) WHERE u IS NOT NULL");
+        // A key another table's foreign key needs stays (dropping it would fail).
+        tx.exec(
+            "CREATE TABLE test_defer_ref (k TEXT PRIMARY KEY, "
+            "u TEXT REFERENCES test_defer (u))");
+    });
+    const auto definitions = [&] {
+        return store->query(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), indisprimary, "
+            "indisunique FROM pg_index WHERE indrelid = 'test_defer'::regclass ORDER BY 1");
+    };
+    const auto before = definitions();
+    REQUIRE(before.size() == 4);
+    const auto count_indexes = [](SqlTx& tx) {
+        return tx.query("SELECT count(*) FROM pg_index WHERE indrelid = 'test_defer'::regclass")
+            .at(0)
+            .at(0);
+    };
+    std::vector<SqlValue> values;
+    for (int i = 0; i < 2000; ++i) {
+        values.emplace_back(fmt::format("k{:05}", i));
+        values.emplace_back(fmt::format("p{}", i % 7));
+        values.emplace_back(i % 2 == 0 ? SqlValue{fmt::format("u{}", i)} : SqlValue{nullptr});
+    }
+    store->commit_projections({}, [&](SqlTx& tx) {
+        const auto build_again = store->defer_indexes(tx, {"test_defer", "no_such_table"});
+        // Only the unique key the foreign key references is left while the rows go in.
+        CHECK(count_indexes(tx) == std::optional<std::string>("1"));
+        tx.insert_rows("test_defer", {"k", "p", "u"}, values);
+        build_again(tx);
+        CHECK(count_indexes(tx) == std::optional<std::string>("4"));
+    });
+    CHECK(definitions() == before);
+    CHECK(store->query("SELECT count(*) FROM test_defer")[0][0] ==
+          std::optional<std::string>("2000"));
+    // The primary key is a constraint again (not a bare unique index): a duplicate is refused.
+    CHECK_THROWS(store->commit_projections(
+        {}, [](SqlTx& tx) { tx.exec("INSERT INTO test_defer VALUES ('k00000', 'p', NULL)"); }));
+
+    // A transaction that fails after the indexes went leaves them all in place.
+    CHECK_THROWS(store->commit_projections({}, [&](SqlTx& tx) {
+        (void)store->defer_indexes(tx, {"test_defer"});
+        CHECK(count_indexes(tx) == std::optional<std::string>("1"));
+        throw StoreError("the rebuild died midway");
+    }));
+    CHECK(definitions() == before);
+}
+
 TEST_CASE("the application role's background store renices its own backends") {
     const std::string suffix = std::to_string(::getpid());
     const std::string app_role = "oe_bg_app_" + suffix;

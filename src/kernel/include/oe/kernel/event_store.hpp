@@ -213,6 +213,16 @@ class EventStore {
     /// StoreError.
     virtual void after_bulk_load(const std::string& table);
 
+    /// For a transaction that fills `tables` from empty and blocks nobody (a rebuild's shadow
+    /// tables): drops, in `tx`, the indexes that are cheaper to build once from the finished
+    /// table than to maintain row by row, and answers what builds them again — to be run in
+    /// the same transaction before it commits, so a rollback leaves every index in place.
+    /// PostgreSQL drops the indexes of the tables the role owns (not one a foreign key needs);
+    /// the default (SQLite, where building afterwards gains nothing) drops none and answers a
+    /// no-op. Throws StoreError.
+    [[nodiscard]] virtual std::function<void(SqlTx&)> defer_indexes(
+        SqlTx& tx, const std::vector<std::string>& tables);
+
     /// A read-only transaction on a connection of its own whose reads all see what was
     /// committed when snapshot() returned, whatever commits while they run (PostgreSQL:
     /// REPEATABLE READ; SQLite: a read transaction on the WAL). It holds up nobody — a
