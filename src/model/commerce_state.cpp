@@ -1,6 +1,7 @@
 #include <oe/model/commerce_state.hpp>
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -53,18 +54,33 @@ void CommerceState::apply(const RecordedEvent& event) {
     apply(event, events::decode(event));
 }
 
-void CommerceState::apply(const RecordedEvent& event,
+bool CommerceState::admit(const RecordedEvent& event,
                           const Result<events::DomainEvent, events::DecodeError>& decoded) {
     OE_INVARIANT(event.global_position > position_, "events are applied in order, once");
     position_ = event.global_position;
     if (!decoded.ok()) {
         if (is_foreign(decoded.error())) {
-            return;
+            return false;
         }
         // A known event the write model cannot read would make every later decision wrong.
         throw CorruptEvent(event.global_position, decoded.error().message);
     }
-    std::visit([&](const auto& e) { on(e, event); }, decoded.value());
+    return true;
+}
+
+void CommerceState::apply(const RecordedEvent& event,
+                          const Result<events::DomainEvent, events::DecodeError>& decoded) {
+    if (admit(event, decoded)) {
+        std::visit([&](const auto& e) { on(e, event); }, decoded.value());
+    }
+}
+
+void CommerceState::apply(const RecordedEvent& event,
+                          Result<events::DomainEvent, events::DecodeError>&& decoded) {
+    if (admit(event, decoded)) {
+        std::visit([&](auto&& e) { on(std::forward<decltype(e)>(e), event); },
+                   std::move(decoded).value());
+    }
 }
 
 PartnerState& CommerceState::partner_for(const std::string& id, const RecordedEvent& r) {
@@ -75,13 +91,43 @@ PartnerState& CommerceState::partner_for(const std::string& id, const RecordedEv
     return found->second;
 }
 
+OrderState* OrderBook::find(std::string_view id) {
+    if (has_last_ && last_->first == id) {
+        return &last_->second;
+    }
+    const auto found = map_.find(id);
+    if (found == map_.end()) {
+        return nullptr;
+    }
+    last_ = found;
+    has_last_ = true;
+    return &found->second;
+}
+
+const OrderState* OrderBook::find(std::string_view id) const {
+    if (has_last_ && last_->first == id) {
+        return &last_->second;
+    }
+    const auto found = map_.find(id);
+    return found == map_.end() ? nullptr : &found->second;
+}
+
+OrderState& OrderBook::get_or_add(const std::string& id) {
+    // Ids usually grow along the log: then the new entry goes last without a search.
+    const bool last_so_far = map_.empty() || map_.rbegin()->first < id;
+    const auto at = last_so_far ? map_.end() : map_.lower_bound(id);
+    last_ = at != map_.end() && at->first == id ? at : map_.emplace_hint(at, id, OrderState{});
+    has_last_ = true;
+    return last_->second;
+}
+
 OrderState& CommerceState::order_for(const std::string& id, const RecordedEvent& r) {
-    const auto found = orders_.find(id);
-    if (found == orders_.end()) {
+    OrderState* found = orders_.find(id);
+    if (found == nullptr) {
         throw CorruptEvent(r.global_position, fmt::format("order {} was never placed", id));
     }
-    found->second.version = r.stream_version;
-    return found->second;
+    found->version = r.stream_version;
+    return *found;
 }
 
 bool CommerceState::holds_credit(events::OrderStatus status) {
@@ -201,18 +247,27 @@ void CommerceState::on(const events::PartnerDebtSynced& e, const RecordedEvent& 
 }
 
 void CommerceState::on(const events::OrderPlaced& e, const RecordedEvent& r) {
-    OrderState& order = orders_[e.order_id];
-    order.placed = e;
+    place(e, r);
+}
+
+void CommerceState::on(events::OrderPlaced&& e, const RecordedEvent& r) {
+    place(std::move(e), r);
+}
+
+void CommerceState::place(events::OrderPlaced e, const RecordedEvent& r) {
+    OrderState& order = orders_.get_or_add(e.order_id);
     order.partner_id = e.partner_id;
     order.status = events::OrderStatus::placed;
     order.subtotal_idr = e.subtotal_idr;
     order.version = r.stream_version;
     order.placed_position = r.global_position;
     order.lines.clear();
+    order.lines.reserve(e.lines.size());
     for (const auto& line : e.lines) {
         order.lines.push_back({line.sku, line.qty});
     }
     partner_for(e.partner_id, r).open_orders_total_idr += e.subtotal_idr;
+    order.placed = std::move(e);
 }
 
 void CommerceState::on(const events::OrderCreditHeld& e, const RecordedEvent& r) {
@@ -333,8 +388,7 @@ const ProductState* CommerceState::product(std::string_view sku) const {
 }
 
 const OrderState* CommerceState::order(std::string_view id) const {
-    const auto found = orders_.find(id);
-    return found == orders_.end() ? nullptr : &found->second;
+    return orders_.find(id);
 }
 
 bool CommerceState::has_warehouse(std::string_view id) const {

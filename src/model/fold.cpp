@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <utility>
 #include <vector>
 
 #include <oe/events/events.hpp>
@@ -87,7 +88,7 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
                 (limits.until_us && event.recorded_at_us > *limits.until_us)) {
                 return end;
             }
-            state.apply(event, batch.decoded[i]);
+            state.apply(event, std::move(batch.decoded[i]));  // Each is applied once.
             end = FoldEnd{event.global_position, event.recorded_at_us};
         }
         if (progress) {

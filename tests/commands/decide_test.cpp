@@ -49,6 +49,41 @@ EventMetadata agent_for(std::string partner) {
 }  // namespace
 
 TEST_SUITE("decide") {
+    TEST_CASE("the write model finds every order by id after copies and moves") {
+        auto h = shop();
+        // Ids out of order: the map keeps id order, the index finds each.
+        for (const char* id : {"O-20", "O-03", "O-99", "O-10"}) {
+            events::OrderPlaced placed;
+            placed.order_id = id;
+            placed.partner_id = "P-1";
+            placed.tier = events::Tier::silver;
+            placed.lines = {{"S-1", 1, 250'000, 237'500, 500, 237'500}};
+            placed.subtotal_idr = 237'500;
+            h.then(placed);
+        }
+        const auto check = [](const model::CommerceState& state) {
+            std::vector<std::string> ids;
+            for (const auto& [id, order] : state.orders()) {
+                ids.push_back(id);
+                REQUIRE(state.order(id) == &order);  // The index points into this state.
+            }
+            CHECK(ids == std::vector<std::string>{"O-03", "O-10", "O-20", "O-99"});
+            CHECK(state.order("O-04") == nullptr);
+            REQUIRE(state.order("O-99") != nullptr);
+            CHECK(state.order("O-99")->placed.lines.at(0).sku == "S-1");
+            CHECK(state.order("O-99")->lines.at(0).sku == "S-1");
+        };
+        check(h.state());
+        model::CommerceState copy = h.state();
+        check(copy);
+        model::CommerceState assigned;
+        assigned = copy;
+        check(assigned);
+        model::CommerceState moved = std::move(copy);
+        check(moved);
+        check(h.state());  // The original still answers from its own entries.
+    }
+
     TEST_CASE("PlaceOrder: tie on SLA goes to the lowest id that can fulfil; metadata recorded") {
         const auto h = shop();
         // SILVER 5 %: 237,500. 3 fit WH-A (5 − 2 buffer); 4 do not, so WH-B.

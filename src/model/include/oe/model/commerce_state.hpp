@@ -79,6 +79,56 @@ struct ErpDeadLetter {
     std::int64_t parked_at_us = 0;     // recorded_at of the latest parking.
 };
 
+/// Every order, by id, in id order. A fold looks up an order for nearly every event, and an
+/// order's next event usually follows its last closely (OrderRouted right after OrderPlaced,
+/// in one append), so the order found or added last is remembered: the next lookup of the
+/// same id skips the tree of 500k orders. The memory points into the map's nodes, which
+/// neither insertion nor moving the map moves; a copy starts without one. (A hash index of
+/// every order cost more than it saved: perf, bench/README.md.)
+class OrderBook {
+  public:
+    using Map = std::map<std::string, OrderState, std::less<>>;
+
+    OrderBook() = default;
+    OrderBook(const OrderBook& other) : map_(other.map_) {}
+    OrderBook& operator=(const OrderBook& other) {
+        if (this != &other) {
+            map_ = other.map_;
+            last_ = Map::iterator{};
+            has_last_ = false;
+        }
+        return *this;
+    }
+    OrderBook(OrderBook&& other) noexcept
+        : map_(std::move(other.map_)), last_(other.last_), has_last_(other.has_last_) {
+        other.has_last_ = false;
+    }
+    OrderBook& operator=(OrderBook&& other) noexcept {
+        map_ = std::move(other.map_);
+        last_ = other.last_;
+        has_last_ = other.has_last_;
+        other.has_last_ = false;
+        return *this;
+    }
+    ~OrderBook() = default;
+
+    [[nodiscard]] const Map& map() const { return map_; }
+    /// Remembers what it finds.
+    [[nodiscard]] OrderState* find(std::string_view id);
+    [[nodiscard]] const OrderState* find(std::string_view id) const;
+    /// The order with this id, added (default-constructed) if it is not there.
+    OrderState& get_or_add(const std::string& id);
+    void clear() {
+        has_last_ = false;
+        map_.clear();
+    }
+
+  private:
+    Map map_;
+    Map::iterator last_{};
+    bool has_last_ = false;
+};
+
 /// The commerce write model: everything a command's decision needs, folded from the log.
 /// EventStore::decide_and_append keeps it exact (SPEC §4's concurrency limits rest on that);
 /// it is touched only under the store's write lock, never by two threads at once.
@@ -91,6 +141,9 @@ class CommerceState final : public DecisionState {
     /// The same, with `event` already decoded (model::fold_log decodes on another thread).
     void apply(const RecordedEvent& event,
                const Result<events::DomainEvent, events::DecodeError>& decoded);
+    /// The same, taking what it keeps of `decoded` (an order's OrderPlaced) instead of copying.
+    void apply(const RecordedEvent& event,
+               Result<events::DomainEvent, events::DecodeError>&& decoded);
     void clear() override;
 
     [[nodiscard]] const PartnerState* partner(std::string_view id) const;
@@ -98,7 +151,7 @@ class CommerceState final : public DecisionState {
     [[nodiscard]] const OrderState* order(std::string_view id) const;
     /// Every order, by id.
     [[nodiscard]] const std::map<std::string, OrderState, std::less<>>& orders() const {
-        return orders_;
+        return orders_.map();
     }
     [[nodiscard]] bool has_warehouse(std::string_view id) const;
     /// Every registered SKU, in order.
@@ -147,6 +200,7 @@ class CommerceState final : public DecisionState {
     void on(const events::StockLevelsSynced& e, const RecordedEvent& r);
     void on(const events::PartnerDebtSynced& e, const RecordedEvent& r);
     void on(const events::OrderPlaced& e, const RecordedEvent& r);
+    void on(events::OrderPlaced&& e, const RecordedEvent& r);
     void on(const events::OrderCreditHeld& e, const RecordedEvent& r);
     void on(const events::OrderCreditReleased& e, const RecordedEvent& r);
     void on(const events::OrderRouted& e, const RecordedEvent& r);
@@ -158,6 +212,11 @@ class CommerceState final : public DecisionState {
     void on(const events::ErpDeliveryRetryRequested& e, const RecordedEvent& r);
     void on(const events::ErpDeliveryResolved& e, const RecordedEvent& r);
 
+    /// Moves the position to `event`; false for an event of a type outside the published
+    /// language (skipped). Throws CorruptEvent for a known one it cannot read.
+    bool admit(const RecordedEvent& event,
+               const Result<events::DomainEvent, events::DecodeError>& decoded);
+    void place(events::OrderPlaced e, const RecordedEvent& r);
     OrderState& order_for(const std::string& id, const RecordedEvent& r);
     PartnerState& partner_for(const std::string& id, const RecordedEvent& r);
     /// Frees the stock an order still reserves (cancel, ERP rejection).
@@ -169,7 +228,7 @@ class CommerceState final : public DecisionState {
     std::map<std::string, PartnerState, std::less<>> partners_;
     std::map<std::string, ProductState, std::less<>> products_;
     std::map<std::string, routing::Warehouse, std::less<>> warehouses_;
-    std::map<std::string, OrderState, std::less<>> orders_;
+    OrderBook orders_;
     std::map<std::pair<std::string, std::string>, StockRow> stock_;
     std::map<std::string, std::int64_t, std::less<>> config_;           // Current values.
     std::map<std::string, std::int64_t, std::less<>> config_versions_;  // Changes per key.
