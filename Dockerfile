@@ -16,7 +16,7 @@ FROM debian:12-slim
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         libsqlite3-0 libpqxx-6.4 libhiredis0.14 libfmt9 libboost-json1.81.0 libboost-url1.81.0 \
-        libssl3 ca-certificates \
+        libssl3 libjemalloc2 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /var/lib/orderengine --create-home --shell /usr/sbin/nologin \
         orderengine
