@@ -642,8 +642,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 throw StoreError("the log ended before the live checkpoint");
             }
             for (const auto& e : events) {
-                state.apply(e);
-                auto decoded = events::decode(e);
+                // Decoded once, for the write model and the projections alike.
+                const auto decoded = events::decode(e);
+                state.apply(e, decoded);
                 if (decoded.ok()) {
                     for (const auto& p : shadows) {
                         p->observe(e, decoded.value(), state);

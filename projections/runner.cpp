@@ -56,8 +56,9 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
         from = positions_;
     }
     for (const auto& event : batch) {
-        state_.apply(event);
-        auto decoded = events::decode(event);
+        // Decoded once, for the write model and the projections alike.
+        const auto decoded = events::decode(event);
+        state_.apply(event, decoded);
         if (!decoded.ok()) {
             continue;  // Not ours (the state already refused a corrupt event of ours).
         }
