@@ -357,6 +357,15 @@ constexpr std::int64_t catch_up_pass_most = 20'000;
 constexpr std::size_t one_core_sqlite_rows_per_commit = 100;
 constexpr std::size_t one_core_sqlite_catch_up_batch = 250;
 
+/// PostgreSQL: whether the role owns `table` (may alter and rename it).
+bool owns_table(SqlTx& tx, const std::string& table) {
+    return tx.query(
+                 "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
+                 "AND tablename = $1 AND pg_has_role(current_user, tableowner, 'USAGE')",
+                 {table})
+               .size() == 1;
+}
+
 /// Empties the shadow tables of `live_tables`. On SQLite in transactions of `rows_per_commit`
 /// rows, so checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
 /// nobody, so one statement each.
@@ -368,11 +377,18 @@ void empty_shadows(EventStore& store, const std::vector<std::string>& live_table
         if (!sqlite) {
             // TRUNCATE (granted to the application role on the shadow tables) frees the table
             // at once; DELETE, for a role without the grant, leaves dead rows to vacuum.
+            // Autovacuum is kept off a shadow table the role owns: it is written in bulk and
+            // then renamed, and a rename (or this TRUNCATE) waits for an autovacuum at work
+            // on the table until the deadlock timeout (1 s) cancels it. The swap turns it
+            // back on for the table it makes live.
             store.commit_projections({}, [&](SqlTx& tx) {
                 const bool may_truncate =
                     tx.query("SELECT 1 WHERE has_table_privilege($1, 'TRUNCATE')", {shadow})
                         .size() == 1;
                 tx.exec((may_truncate ? "TRUNCATE " : "DELETE FROM ") + shadow);
+                if (owns_table(tx, shadow)) {
+                    tx.exec("ALTER TABLE " + shadow + " SET (autovacuum_enabled = false)");
+                }
             });
             if (pacer != nullptr) {
                 pacer->pace();
@@ -845,6 +861,12 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                         tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
                         tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
                         tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
+                        if (!sqlite) {
+                            // Autovacuum back on for the live table, off for the shadow (see
+                            // empty_shadows).
+                            tx.exec("ALTER TABLE " + table + " RESET (autovacuum_enabled)");
+                            tx.exec("ALTER TABLE " + shadow + " SET (autovacuum_enabled = false)");
+                        }
                     } else {
                         // PostgreSQL, run by an application role that does not own the tables
                         // (MIGRATION_DATABASE_URL): renaming needs the owner; copying needs

@@ -546,6 +546,35 @@ TEST_SUITE("rebuild") {
     }
 
 #if defined(OE_TEST_BACKEND_POSTGRESQL)
+    TEST_CASE("PostgreSQL: autovacuum stays off the shadow tables and on for the live ones") {
+        // A shadow table is written in bulk and renamed; an autovacuum at work on it would
+        // hold the swap's renames until the deadlock timeout cancelled it.
+        TestDatabase db(backend);
+        auto store = db.open();
+        CommandService s(*store);
+        history(s);
+        projections::ProjectionRunner runner(*store, projections::make_read_models());
+        runner.catch_up();
+        const auto autovacuum_off = [&](const std::string& table) {
+            return store
+                       ->query(
+                           "SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND "
+                           "'autovacuum_enabled=false' = ANY(reloptions)",
+                           {table})
+                       .size() == 1;
+        };
+        for (const auto cores : {projections::RebuildCores::all, projections::RebuildCores::one}) {
+            CAPTURE(static_cast<int>(cores));
+            REQUIRE(projections::rebuild(*store, {}, {}, nullptr, cores).state == "done");
+            for (const char* table : {"rm_partners", "rm_warehouses", "rm_pricing", "rm_credit",
+                                      "rm_stock", "rm_orders", "rm_system_config"}) {
+                CAPTURE(table);
+                CHECK_FALSE(autovacuum_off(table));
+                CHECK(autovacuum_off(std::string(table) + "_rebuild"));
+            }
+        }
+    }
+
     TEST_CASE("PostgreSQL: an application role that does not own the tables swaps by copying") {
         // Migrated by an owner role, run by an application role (MIGRATION_DATABASE_URL): the
         // role may not rename the tables, so the swap copies; the rows end up the same.
