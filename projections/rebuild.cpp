@@ -709,6 +709,11 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     const std::int64_t pass_most =
         one_core ? catch_up_pass_most : std::numeric_limits<std::int64_t>::max();
     const auto catch_up_outside = [&] {
+        // What ran since the last paced unit — the shadow tables' VACUUM (cost-delayed: mostly
+        // asleep), or the unpaced checksums and hold — is not slept for: that sleep only
+        // stood the rebuild still for tens of seconds (a twentieth share sleeps nineteen times
+        // as long as it worked) while checkout appended more for it to catch up.
+        pacer.restart();
         pacer.set_floor(catch_up_floor);
         int behind_at_full = 0;
         for (int pass = 0; pass < 1'000 && behind_at_full < 3; ++pass) {

@@ -93,6 +93,12 @@ TEST_CASE("a pacer sleeps in proportion to the work it was given") {
     const auto before = std::chrono::steady_clock::now();
     fifth.pace();  // ...is followed by four times as long asleep.
     CHECK(std::chrono::steady_clock::now() - before >= 40ms);
+    // What ran before a restart is not slept for (it would be 200 ms here).
+    std::this_thread::sleep_for(50ms);
+    fifth.restart();
+    const auto restarted = std::chrono::steady_clock::now();
+    fifth.pace();
+    CHECK(std::chrono::steady_clock::now() - restarted < 100ms);
 
     // Before its first look at the machine an adaptive pacer works a tenth of the time.
     auto adaptive = Pacer::adaptive();

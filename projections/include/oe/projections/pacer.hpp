@@ -55,6 +55,10 @@ class Pacer {
     [[nodiscard]] static Pacer adaptive(int most = 100);
 
     void pace();
+    /// The next unit of work starts now: what ran since the last pace() — work paced by other
+    /// means (a cost-delayed VACUUM), or left unpaced on purpose (a rebuild's checksums, its
+    /// holds) — is not slept for.
+    void restart() { since_ = Clock::now(); }
     /// The share now, in percent (never below the floor).
     [[nodiscard]] int percent() const { return std::max(percent_, floor_); }
     /// The least share from now on, whatever the machine's load (0: none).
