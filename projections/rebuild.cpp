@@ -863,14 +863,21 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                         // in the shadow table, where the next rebuild empties them.
                         // (PostgreSQL renames take an exclusive lock on both tables until the
                         // commit.)
-                        tx.exec("ALTER TABLE " + table + " RENAME TO " + table + "_swap");
-                        tx.exec("ALTER TABLE " + shadow + " RENAME TO " + table);
-                        tx.exec("ALTER TABLE " + table + "_swap RENAME TO " + shadow);
-                        if (!sqlite) {
+                        std::vector<std::string> ddl{
+                            "ALTER TABLE " + table + " RENAME TO " + table + "_swap",
+                            "ALTER TABLE " + shadow + " RENAME TO " + table,
+                            "ALTER TABLE " + table + "_swap RENAME TO " + shadow};
+                        if (sqlite) {
+                            for (const auto& statement : ddl) {
+                                tx.exec(statement);
+                            }
+                        } else {
                             // Autovacuum back on for the live table, off for the shadow (see
-                            // empty_shadows).
-                            tx.exec("ALTER TABLE " + table + " RESET (autovacuum_enabled)");
-                            tx.exec("ALTER TABLE " + shadow + " SET (autovacuum_enabled = false)");
+                            // empty_shadows); one round trip for the five statements.
+                            ddl.push_back("ALTER TABLE " + table + " RESET (autovacuum_enabled)");
+                            ddl.push_back("ALTER TABLE " + shadow +
+                                          " SET (autovacuum_enabled = false)");
+                            tx.exec(fmt::format("DO $$BEGIN {}; END$$", fmt::join(ddl, "; ")));
                         }
                     } else {
                         // PostgreSQL, run by an application role that does not own the tables
