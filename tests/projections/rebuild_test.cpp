@@ -87,16 +87,26 @@ void history(CommandService& s) {
     ok(s, RecordPartnerDebt{"P-003", 750'000, now_us()});
 }
 
+/// A store holding history(), its read models projected by a runner that has caught up (not
+/// started: a test that wants the live projector running starts it).
+struct Projected {
+    TestDatabase db{backend};
+    std::unique_ptr<EventStore> store = db.open();
+    CommandService s{*store};
+    projections::ProjectionRunner runner{*store, projections::make_read_models()};
+
+    Projected() {
+        history(s);
+        runner.catch_up();
+    }
+};
+
 }  // namespace
 
 TEST_SUITE("rebuild") {
     TEST_CASE("a rebuild of unchanged projections is identical to the live tables") {
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto before = live_rows(*store);
 
         // On every core, then on one (as a server's rebuild runs), which empties the rows the
@@ -166,12 +176,8 @@ TEST_SUITE("rebuild") {
     TEST_CASE("a server's rebuild runs in a process of its own, reports, and is identical") {
         // RebuildJobs with the runner `orderengine serve` uses: the real binary, started as
         // `orderengine rebuild --beside-server --progress json`, its status read from a pipe.
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto before = live_rows(*store);
         projections::RebuildJobs jobs(*store,
                                       app::rebuild_in_child_process(OE_TEST_ORDERENGINE, db.url()));
@@ -204,12 +210,8 @@ TEST_SUITE("rebuild") {
     }
 
     TEST_CASE("a rebuild process cancelled, or that cannot start, fails and changes nothing") {
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto before = live_rows(*store);
         int reports = 0;
         const auto count = [&](const projections::RebuildStatus&) { ++reports; };
@@ -328,12 +330,8 @@ TEST_SUITE("rebuild") {
         // many events; the fold takes them too (cheaper than the catch-up), pass after pass,
         // before it writes the shadow tables. Here 6,000 config changes are appended as the
         // fold starts (from its first progress report, on the rebuild's own thread).
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         runner.start();  // The live projector applies the appended events too.
         const auto first_head = store->head_position();
         constexpr int appended = 6'000;
@@ -397,12 +395,8 @@ TEST_SUITE("rebuild") {
     }
 
     TEST_CASE("a single projection can be rebuilt; unknown names are refused") {
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto done = projections::rebuild(*store, {"pricing"});
         REQUIRE(done.checksums.size() == 1);
         CHECK(done.checksums[0].projection == "rm_pricing");
@@ -496,12 +490,8 @@ TEST_SUITE("rebuild") {
     }
 
     TEST_CASE("a rebuild stopped before the swap leaves the live tables as they were") {
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto before = live_rows(*store);
         std::atomic<bool> cancel{false};
         CHECK_THROWS_WITH_AS(projections::rebuild(
@@ -549,12 +539,8 @@ TEST_SUITE("rebuild") {
     TEST_CASE("PostgreSQL: autovacuum stays off the shadow tables and on for the live ones") {
         // A shadow table is written in bulk and renamed; an autovacuum at work on it would
         // hold the swap's renames until the deadlock timeout cancelled it.
-        TestDatabase db(backend);
-        auto store = db.open();
-        CommandService s(*store);
-        history(s);
-        projections::ProjectionRunner runner(*store, projections::make_read_models());
-        runner.catch_up();
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
         const auto autovacuum_off = [&](const std::string& table) {
             return store
                        ->query(
