@@ -481,6 +481,19 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         }
     }
 
+    // Where the live checkpoints stood as the rebuild began, and since when: a live projector
+    // that has not moved them by the time the rebuild is caught up is not running (see
+    // wait_for_live below).
+    const auto furthest_live = [&store, &names] {
+        std::int64_t furthest = 0;
+        for (const auto& name : names) {
+            furthest = std::max(furthest, store.load_checkpoint(name));
+        }
+        return furthest;
+    };
+    std::int64_t live_last_seen = furthest_live();
+    auto live_still_since = Clock::now();
+
     model::CommerceState state;
     const auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
@@ -736,29 +749,22 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         report();
     };
     // A live projector behind the rebuild gets a moment to pass it, so the checksums compare
-    // like for like; one that does not move (none running: `orderengine rebuild` with no
-    // server) is carried forward by the swap, and not waited for a second time.
+    // like for like; one that has not moved its checkpoints for `live_still` — since the
+    // rebuild began, typically: none is running (`orderengine rebuild` with no server) — is
+    // carried forward by the swap, and not waited for again.
     bool live_still_seen = false;
     const auto wait_for_live = [&] {
-        if (live_still_seen) {
-            return;
-        }
         const auto behind_since = Clock::now();
-        std::int64_t last_seen = -1;
-        auto still_since = Clock::now();
-        while (Clock::now() - behind_since < live_wait) {
+        while (!live_still_seen && Clock::now() - behind_since < live_wait) {
             check_cancel();
-            std::int64_t furthest = 0;
-            for (const auto& name : names_in_order) {
-                furthest = std::max(furthest, store.load_checkpoint(name));
-            }
+            const std::int64_t furthest = furthest_live();
             if (furthest >= status.position) {
                 break;
             }
-            if (furthest != last_seen) {
-                last_seen = furthest;
-                still_since = Clock::now();
-            } else if (Clock::now() - still_since > live_still) {
+            if (furthest != live_last_seen) {
+                live_last_seen = furthest;
+                live_still_since = Clock::now();
+            } else if (Clock::now() - live_still_since > live_still) {
                 live_still_seen = true;
                 break;  // Nobody is moving it.
             }
