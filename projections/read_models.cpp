@@ -397,7 +397,9 @@ class StockProjection final : public TabledProjection {
 /// orders: the order view of SPEC §6, written event by event.
 class OrdersProjection final : public TabledProjection {
   public:
-    using TabledProjection::TabledProjection;
+    explicit OrdersProjection(std::string suffix) : TabledProjection(std::move(suffix)) {
+        prepare_statements();
+    }
 
     std::string_view name() const override { return "orders"; }
 
@@ -425,54 +427,58 @@ class OrdersProjection final : public TabledProjection {
                 order.placed_position};
     }
 
-    void observe(const RecordedEvent& r, const events::DomainEvent& e,
+    /// Notes what each event changes; the statements are built only by flush() — a rebuild's
+    /// catch-up flushes in bulk from the write model and never needs them.
+    void observe(const RecordedEvent&, const events::DomainEvent& e,
                  const CommerceState&) override {
         if (const auto* p = as<events::OrderPlaced>(e)) {
-            touch(p->order_id);
-            const std::string lines = lines_json(p->lines);
-            pending_.push_back(
-                {"INSERT INTO " + t("rm_orders") +
-                     " (order_id, partner_id, status, tier, lines, subtotal, "
-                     "loyalty_points, warehouse, placed_at, placed_by, on_behalf_of, "
-                     "erp_order_ref, "
-                     "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, $9, "
-                     "NULL, $10)",
-                 {p->order_id, p->partner_id, std::string(events::to_string(p->tier)), lines,
-                  p->subtotal_idr, p->loyalty_points, format_iso8601_us(p->placed_at_us),
-                  p->placed_by, text_or_null(p->on_behalf_of), r.global_position}});
+            note(Change::placed, p->order_id);
         } else if (const auto* h = as<events::OrderCreditHeld>(e)) {
-            status(h->order_id, "credit_hold");
+            note(Change::status, h->order_id, "credit_hold");
         } else if (const auto* released = as<events::OrderCreditReleased>(e)) {
-            status(released->order_id, "placed");
+            note(Change::status, released->order_id, "placed");
         } else if (const auto* routed = as<events::OrderRouted>(e)) {
-            touch(routed->order_id);
-            pending_.push_back(
-                {"UPDATE " + t("rm_orders") + " SET warehouse = $2 WHERE order_id = $1",
-                 {routed->order_id, routed->warehouse_id}});
+            note(Change::routed, routed->order_id, routed->warehouse_id);
         } else if (const auto* c = as<events::OrderCancelled>(e)) {
-            status(c->order_id, "cancelled");
+            note(Change::status, c->order_id, "cancelled");
         } else if (const auto* s = as<events::OrderSentToErp>(e)) {
-            status(s->order_id, "sent_to_erp");
+            note(Change::status, s->order_id, "sent_to_erp");
         } else if (const auto* a = as<events::OrderAcceptedByErp>(e)) {
-            touch(a->order_id);
-            pending_.push_back(
-                {"UPDATE " + t("rm_orders") +
-                     " SET erp_order_ref = $2, status = CASE WHEN status = "
-                     "'sent_to_erp' THEN 'erp_accepted' ELSE status END WHERE order_id = $1",
-                 {a->order_id, a->erp_order_ref}});
+            note(Change::erp_accepted, a->order_id, a->erp_order_ref);
         } else if (const auto* rejected = as<events::OrderRejectedByErp>(e)) {
-            // As in the write model: only a sent order can be rejected.
-            touch(rejected->order_id);
-            pending_.push_back({"UPDATE " + t("rm_orders") +
-                                    " SET status = 'erp_rejected' WHERE order_id = $1 "
-                                    "AND status = 'sent_to_erp'",
-                                {rejected->order_id}});
+            note(Change::erp_rejected, rejected->order_id);
         }
     }
 
-    void flush(SqlTx& tx, const CommerceState&) override {
-        for (const auto& [sql, params] : pending_) {
-            tx.exec(sql, params);
+    /// One statement per event, in order: an order's row inserted as placed (from the write
+    /// model's OrderPlaced, which never changes), then each later change to it.
+    void flush(SqlTx& tx, const CommerceState& state) override {
+        for (const auto& [change, order_id, value] : pending_) {
+            switch (change) {
+                case Change::placed:
+                    if (const auto* order = state.order(order_id)) {
+                        const auto& p = order->placed;
+                        tx.exec(insert_sql_,
+                                {order_id, p.partner_id, std::string(events::to_string(p.tier)),
+                                 lines_json(p.lines), p.subtotal_idr, p.loyalty_points,
+                                 format_iso8601_us(p.placed_at_us), p.placed_by,
+                                 text_or_null(p.on_behalf_of), order->placed_position});
+                    }
+                    break;
+                case Change::status:
+                    tx.exec(status_sql_, {order_id, value});
+                    break;
+                case Change::routed:
+                    tx.exec(routed_sql_, {order_id, value});
+                    break;
+                case Change::erp_accepted:
+                    tx.exec(erp_accepted_sql_, {order_id, value});
+                    break;
+                case Change::erp_rejected:
+                    // As in the write model: only a sent order can be rejected.
+                    tx.exec(erp_rejected_sql_, {order_id});
+                    break;
+            }
         }
         discard();
     }
@@ -520,19 +526,43 @@ class OrdersProjection final : public TabledProjection {
     std::vector<std::string> tables() const override { return {"rm_orders"}; }
 
   private:
-    void touch(const std::string& order_id) {
+    enum class Change { placed, status, routed, erp_accepted, erp_rejected };
+    struct Pending {
+        Change change;
+        std::string order_id;
+        std::string value;  // The status, warehouse or ERP reference it sets.
+    };
+
+    void note(Change change, const std::string& order_id, std::string value = {}) {
         if (touched_.insert(order_id).second) {
             touched_order_.push_back(order_id);
         }
+        pending_.push_back({change, order_id, std::move(value)});
     }
 
-    void status(const std::string& order_id, const char* value) {
-        touch(order_id);
-        pending_.push_back({"UPDATE " + t("rm_orders") + " SET status = $2 WHERE order_id = $1",
-                            {order_id, std::string(value)}});
+    void prepare_statements() {
+        const auto orders = t("rm_orders");
+        insert_sql_ = "INSERT INTO " + orders +
+                      " (order_id, partner_id, status, tier, lines, subtotal, loyalty_points, "
+                      "warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
+                      "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, "
+                      "$9, NULL, $10)";
+        status_sql_ = "UPDATE " + orders + " SET status = $2 WHERE order_id = $1";
+        routed_sql_ = "UPDATE " + orders + " SET warehouse = $2 WHERE order_id = $1";
+        erp_accepted_sql_ = "UPDATE " + orders +
+                            " SET erp_order_ref = $2, status = CASE WHEN status = "
+                            "'sent_to_erp' THEN 'erp_accepted' ELSE status END WHERE order_id = $1";
+        erp_rejected_sql_ = "UPDATE " + orders +
+                            " SET status = 'erp_rejected' WHERE order_id = $1 "
+                            "AND status = 'sent_to_erp'";
     }
 
-    std::vector<std::pair<std::string, std::vector<SqlValue>>> pending_;
+    std::vector<Pending> pending_;
+    std::string insert_sql_;
+    std::string status_sql_;
+    std::string routed_sql_;
+    std::string erp_accepted_sql_;
+    std::string erp_rejected_sql_;
     // The orders noted since the last flush, once each, in the order first seen.
     std::set<std::string, std::less<>> touched_;
     std::vector<std::string> touched_order_;
