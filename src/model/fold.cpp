@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -41,6 +44,62 @@ void decode_rest(Batch& batch) {
     }
 }
 
+/// The reading thread: one for the whole fold. A thread per batch (`std::async`) cost more
+/// than its start: each new thread brought jemalloc a fresh thread cache, and each exit gave
+/// its memory back to the kernel, so every batch's ~30 MB was faulted in anew.
+class Reader {
+  public:
+    Reader() = default;
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    /// Waits for the task running, if any.
+    ~Reader() {
+        if (thread_.joinable()) {
+            {
+                const std::lock_guard lock(mutex_);
+                stopping_ = true;
+            }
+            wake_.notify_one();
+            thread_.join();
+        }
+    }
+
+    std::future<Batch> run(std::packaged_task<Batch()> task) {
+        auto result = task.get_future();
+        {
+            const std::lock_guard lock(mutex_);
+            task_ = std::move(task);
+        }
+        if (!thread_.joinable()) {
+            thread_ = std::thread([this] { loop(); });
+        }
+        wake_.notify_one();
+        return result;
+    }
+
+  private:
+    void loop() {
+        name_this_thread("oe-fold-read");
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [this] { return stopping_ || task_.valid(); });
+            if (!task_.valid()) {
+                return;
+            }
+            auto task = std::move(task_);
+            lock.unlock();
+            task();  // An exception goes to the future.
+            lock.lock();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::packaged_task<Batch()> task_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
 }  // namespace
 
 FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limits,
@@ -63,23 +122,21 @@ FoldEnd fold_log(EventStore& store, CommerceState& state, const FoldLimits& limi
     // while the reader has decoding to give back (share > 0: SQLite); a reader that decodes
     // nothing already sets the pace (PostgreSQL's reads), and this thread frees it.
     Batch spent;
+    Reader reader;  // After what its tasks refer to: destroyed first, it waits for them.
     while (!batch.events.empty()) {
         const auto& last = batch.events.back();
         const bool more = last.global_position < limits.last_position &&
                           (!limits.until_us || last.recorded_at_us <= *limits.until_us);
         std::future<Batch> next;
         if (more) {
+            auto read = [&read_after, after = last.global_position, share,
+                         spent = std::move(spent)]() mutable {
+                spent = Batch{};
+                return read_after(after, share);
+            };
             // Without read-ahead, deferred: read on this thread when it is wanted.
-            const bool ahead = limits.read_ahead;
-            next = std::async(ahead ? std::launch::async : std::launch::deferred,
-                              [&read_after, after = last.global_position, share, ahead,
-                               spent = std::move(spent)]() mutable {
-                                  if (ahead) {
-                                      name_this_thread("oe-fold-read");
-                                  }
-                                  spent = Batch{};
-                                  return read_after(after, share);
-                              });
+            next = limits.read_ahead ? reader.run(std::packaged_task<Batch()>(std::move(read)))
+                                     : std::async(std::launch::deferred, std::move(read));
         }
         decode_rest(batch);
         for (std::size_t i = 0; i < batch.events.size(); ++i) {
