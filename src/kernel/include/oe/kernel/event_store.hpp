@@ -101,6 +101,20 @@ class ReadSnapshot {
     /// batches of a few thousand, so an `each` that sleeps slows the server's side too.
     virtual void scan(std::string_view sql, const std::vector<SqlValue>& params,
                       const std::function<void(const SqlTx::RowView&)>& each) = 0;
+
+    /// A table's checksum computed where the rows are: the sum (mod 2^64) of a hash of every
+    /// row, so independent of row order, and its row count. Nothing when the database cannot
+    /// (SQLite; a column type PostgreSQL has no hash function for): the caller hashes the
+    /// rows it scans. Two tables' checksums compare only when both came from here, or both
+    /// from the caller's hashing (the label says which).
+    struct TableChecksum {
+        std::string checksum;
+        std::int64_t rows = 0;
+    };
+    virtual std::optional<TableChecksum> checksum_in_database(const std::string& table) {
+        (void)table;
+        return std::nullopt;
+    }
 };
 
 /// Exclusive right to run one background worker (a projector, the ERP drain, the stock sync)
