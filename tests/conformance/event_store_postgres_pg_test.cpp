@@ -270,7 +270,7 @@ TEST_CASE("bulk inserts into one table share a COPY until something else runs") 
     });
     store->commit_projections({}, [&](SqlTx& tx) {
         tx.insert_rows("test_copy_a", {"k", "n", "note"},
-                       {std::string("a1"), std::int64_t{1}, std::string("tab\there")});
+                       {std::string("a1"), std::int64_t{-1}, std::string("\ttab\there\r\\")});
         tx.insert_rows("test_copy_a", {"k", "n", "note"},
                        {std::string("a2"), std::int64_t{2}, nullptr});
         // A read in the same transaction sees both (it ends the COPY first).
@@ -284,7 +284,8 @@ TEST_CASE("bulk inserts into one table share a COPY until something else runs") 
     });
     const auto rows = store->query("SELECT k, n, note FROM test_copy_a ORDER BY k");
     REQUIRE(rows.size() == 4);
-    CHECK(rows[0][2] == std::optional<std::string>("tab\there"));
+    CHECK(rows[0][1] == std::optional<std::string>("-1"));
+    CHECK(rows[0][2] == std::optional<std::string>("\ttab\there\r\\"));
     CHECK(rows[1][2] == std::nullopt);
     CHECK(rows[2][2] == std::optional<std::string>("back\\slash\nline"));
     CHECK(rows[3][1] == std::optional<std::string>("4"));
