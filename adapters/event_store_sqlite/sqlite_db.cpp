@@ -179,4 +179,34 @@ Statement& Database::cached(std::string_view sql) {
     return ref;
 }
 
+Statement& Database::cached_insert(const std::string& table,
+                                   const std::vector<std::string>& columns, std::size_t rows) {
+    std::string key = table;
+    for (const auto& column : columns) {
+        key += '|';
+        key += column;
+    }
+    key += '|';
+    key += std::to_string(rows);
+    if (const auto found = inserts_.find(key); found != inserts_.end()) {
+        return *found->second;
+    }
+    std::string sql = "INSERT INTO " + table + " (";
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+        sql += c == 0 ? "" : ", ";
+        sql += columns[c];
+    }
+    sql += ") VALUES ";
+    for (std::size_t r = 0; r < rows; ++r) {
+        sql += r == 0 ? "(" : ",(";
+        for (std::size_t c = 0; c < columns.size(); ++c) {
+            sql += c == 0 ? "?" : ",?";
+        }
+        sql += ")";
+    }
+    Statement& statement = cached(sql);
+    inserts_.emplace(std::move(key), &statement);
+    return statement;
+}
+
 }  // namespace oe::sqlite

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -51,11 +52,16 @@ class Database {
     void exec(const char* sql);
     /// A prepared statement cached by its SQL text for the life of the connection.
     Statement& cached(std::string_view sql);
+    /// INSERT INTO table (columns) VALUES (?, …), … for `rows` rows, cached like `cached`
+    /// but found by table, columns and row count (its text is tens of kilobytes).
+    Statement& cached_insert(const std::string& table, const std::vector<std::string>& columns,
+                             std::size_t rows);
     [[nodiscard]] sqlite3* handle() const { return db_; }
 
   private:
     sqlite3* db_ = nullptr;
     std::unordered_map<std::string, std::unique_ptr<Statement>> statements_;
+    std::unordered_map<std::string, Statement*> inserts_;  // Key: table|columns|rows.
 };
 
 /// Waits for another connection's write lock (SQLITE_BUSY) for up to `timeout`, retrying
