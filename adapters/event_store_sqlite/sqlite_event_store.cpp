@@ -235,25 +235,15 @@ class SqliteTx final : public SqlTx {
         }
     }
 
-    /// Multi-row INSERTs bound straight from `values` (the default copies each slice of
-    /// values into a parameter list and rebuilds the statement's text to look it up: a
-    /// rebuild's shadow write inserts ~500k rows).
-    void insert_rows(const std::string& table, const std::vector<std::string>& columns,
-                     const std::vector<SqlValue>& values) override {
-        const std::size_t width = columns.size();
-        if (width == 0 || values.size() % width != 0) {
-            throw std::invalid_argument("insert_rows: values do not fill whole rows");
-        }
-        // At most 32,766 parameters per statement (SQLite's limit).
-        const std::size_t rows_max =
-            std::max<std::size_t>(1, std::min<std::size_t>(500, 30'000 / width));
-        const std::size_t rows = values.size() / width;
-        for (std::size_t first = 0; first < rows; first += rows_max) {
-            const std::size_t count = std::min(rows_max, rows - first);
-            StatementUse statement(db_.cached_insert(table, columns, count));
-            bind(*statement, values.data() + first * width, count * width);
-            while (statement->step()) {
-            }
+  protected:
+    /// Bound straight from the rows (the default copies them into a parameter list and
+    /// rebuilds the statement's text, tens of kilobytes, to look it up: a rebuild's shadow
+    /// write inserts ~500k rows).
+    void insert_slice(const std::string& table, const std::vector<std::string>& columns,
+                      const SqlValue* values, std::size_t rows) override {
+        StatementUse statement(db_.cached_insert(table, columns, rows));
+        bind(*statement, values, rows * columns.size());
+        while (statement->step()) {
         }
     }
 

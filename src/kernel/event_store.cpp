@@ -43,17 +43,19 @@ void SqlTx::insert_rows(const std::string& table, const std::vector<std::string>
     if (width == 0 || values.size() % width != 0) {
         throw std::invalid_argument("insert_rows: values do not fill whole rows");
     }
-    // Both backends bind at most 32,766 parameters per statement (SQLite's limit).
     const std::size_t rows_max =
         std::max<std::size_t>(1, std::min<std::size_t>(500, 30'000 / width));
     const std::size_t rows = values.size() / width;
-    std::vector<SqlValue> params;
     for (std::size_t first = 0; first < rows; first += rows_max) {
-        const std::size_t count = std::min(rows_max, rows - first);
-        params.assign(values.begin() + static_cast<std::ptrdiff_t>(first * width),
-                      values.begin() + static_cast<std::ptrdiff_t>((first + count) * width));
-        exec(insert_statement(table, columns, count), params);
+        insert_slice(table, columns, values.data() + first * width,
+                     std::min(rows_max, rows - first));
     }
+}
+
+void SqlTx::insert_slice(const std::string& table, const std::vector<std::string>& columns,
+                         const SqlValue* values, std::size_t rows) {
+    const std::vector<SqlValue> params(values, values + rows * columns.size());
+    exec(insert_statement(table, columns, rows), params);
 }
 
 namespace {

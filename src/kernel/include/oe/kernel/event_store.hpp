@@ -81,9 +81,17 @@ class SqlTx {
     virtual void for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                               const std::function<void(const RowView&)>& each);
     /// Inserts rows in bulk: `values` holds them one after another, columns.size() values
-    /// each. The default writes multi-row INSERT statements; PostgreSQL streams a COPY.
+    /// each. The default writes multi-row INSERT statements (insert_slice); PostgreSQL
+    /// streams a COPY.
     virtual void insert_rows(const std::string& table, const std::vector<std::string>& columns,
                              const std::vector<SqlValue>& values);
+
+  protected:
+    /// One multi-row INSERT of the default insert_rows: `rows` rows from `values` (at most
+    /// 500, and never more than 30,000 values: SQLite binds at most 32,766). The default
+    /// copies them into a parameter list for exec(); a backend may bind them in place.
+    virtual void insert_slice(const std::string& table, const std::vector<std::string>& columns,
+                              const SqlValue* values, std::size_t rows);
 };
 
 /// A projection's checkpoint moving from `from` to `to` (see EventStore::commit_projections).
