@@ -425,6 +425,43 @@ TEST_SUITE("event store conformance") {
         CHECK_THROWS_AS((void)store->query("SELECT nope FROM nowhere"), StoreError);
     }
 
+    TEST_CASE("bulk inserts keep every row and value, across statements and a short last one") {
+        TestDatabase db(backend);
+        auto store = db.open();
+        // 1,234 rows of 4 columns: several statements of 500 rows on SQLite, then 234.
+        constexpr std::int64_t rows = 1234;
+        std::vector<SqlValue> values;
+        for (std::int64_t i = 0; i < rows; ++i) {
+            values.emplace_back(fmt::format("k{:05}", i));
+            values.emplace_back(i * 7);
+            values.emplace_back(i % 3 == 0 ? SqlValue(nullptr) : SqlValue(fmt::format("n{}", i)));
+            values.emplace_back(std::string(i % 2 == 0 ? "tab\there" : "it's \"quoted\""));
+        }
+        store->commit_projection("bulk", 0, 1, [&](SqlTx& tx) {
+            tx.exec("CREATE TABLE test_bulk (k TEXT PRIMARY KEY, n BIGINT, note TEXT, t TEXT)");
+            tx.insert_rows("test_bulk", {"k", "n", "note", "t"}, values);
+            tx.insert_rows("test_bulk", {"k", "n", "note", "t"}, {});  // Nothing: no error.
+        });
+        const auto got = store->query("SELECT k, n, note, t FROM test_bulk ORDER BY k");
+        REQUIRE(got.size() == static_cast<std::size_t>(rows));
+        for (std::int64_t i = 0; i < rows; i += 97) {
+            CAPTURE(i);
+            const auto& row = got[static_cast<std::size_t>(i)];
+            CHECK(row[0] == std::optional<std::string>(fmt::format("k{:05}", i)));
+            CHECK(row[1] == std::optional<std::string>(std::to_string(i * 7)));
+            CHECK(row[2] ==
+                  (i % 3 == 0 ? std::nullopt : std::optional<std::string>(fmt::format("n{}", i))));
+            CHECK(row[3] ==
+                  std::optional<std::string>(i % 2 == 0 ? "tab\there" : "it's \"quoted\""));
+        }
+        CHECK(got.back()[0] == std::optional<std::string>("k01233"));
+        // Values that do not fill whole rows are refused, and nothing is written.
+        CHECK_THROWS(store->commit_projection("bulk", 1, 2, [&](SqlTx& tx) {
+            tx.insert_rows("test_bulk", {"k", "n"}, {std::string("x")});
+        }));
+        CHECK(store->load_checkpoint("bulk") == 1);
+    }
+
     TEST_CASE("a read snapshot sees one moment while others commit, across batches and scans") {
         TestDatabase db(backend);
         auto store = db.open();
