@@ -366,11 +366,15 @@ bool owns_table(SqlTx& tx, const std::string& table) {
                .size() == 1;
 }
 
-/// Empties the shadow tables of `live_tables`. On SQLite in transactions of `rows_per_commit`
-/// rows, so checkout (on the same write lock) interleaves; on PostgreSQL the shadow tables block
-/// nobody, so one statement each.
+/// Empties the shadow tables of `live_tables`. On SQLite beside a server in transactions of
+/// `rows_per_commit` rows, so checkout (on the same write lock) interleaves; with no server
+/// (`rows_per_commit` 0) one DELETE each, which SQLite turns into freeing the table's pages
+/// without touching its rows or indexes row by row (the lock it holds, ~0.6-0.9 s for 500k
+/// orders, waits for nobody then; the fold beside it went 3.4 -> 2.9 s on average over twelve
+/// rebuilds, bench/README.md). On PostgreSQL the shadow tables block nobody, so one statement
+/// each.
 void empty_shadows(EventStore& store, const std::vector<std::string>& live_tables,
-                   Pacer* pacer = nullptr, std::size_t rows_per_commit = 5'000) {
+                   Pacer* pacer = nullptr, std::size_t rows_per_commit = 0) {
     const bool sqlite = store.backend_name() == "sqlite";
     for (const auto& table : live_tables) {
         const std::string shadow = table + std::string(shadow_suffix);
@@ -393,6 +397,10 @@ void empty_shadows(EventStore& store, const std::vector<std::string>& live_table
             if (pacer != nullptr) {
                 pacer->pace();
             }
+            continue;
+        }
+        if (rows_per_commit == 0) {
+            store.commit_projections({}, [&](SqlTx& tx) { tx.exec("DELETE FROM " + shadow); });
             continue;
         }
         for (bool more = true; more;) {
