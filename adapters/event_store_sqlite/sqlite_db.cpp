@@ -121,6 +121,10 @@ bool Statement::column_is_null(int index) const {
     return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
 }
 
+int Statement::column_type(int index) const {
+    return sqlite3_column_type(stmt_, index);
+}
+
 int Statement::column_count() const {
     return sqlite3_column_count(stmt_);
 }

@@ -34,6 +34,8 @@ class Statement {
     [[nodiscard]] std::int64_t column_int64(int index) const;
     [[nodiscard]] std::string_view column_text(int index) const;
     [[nodiscard]] bool column_is_null(int index) const;
+    /// The column's storage class in this row (SQLITE_INTEGER, SQLITE_TEXT, SQLITE_NULL, ...).
+    [[nodiscard]] int column_type(int index) const;
     [[nodiscard]] int column_count() const;
 
   private:
