@@ -1,5 +1,6 @@
 #include <charconv>
 #include <concepts>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -568,16 +569,22 @@ class ExactReader {
         return false;
     }
 
-    /// `,"key":` (no comma before the first field).
+    /// `,"key":` (no comma before the first field). Compared in one go against the bytes
+    /// ahead: every field of every event passes here (~30 per OrderPlaced), and five separate
+    /// checks of the cursor cost ~140 instructions a field (callgrind).
     bool open_field(std::string_view key) {
-        if (!first_ && !expect(',')) {
-            return false;
-        }
-        first_ = false;
-        if (!expect('"') || !literal(key) || !expect('"') || !expect(':')) {
+        const std::size_t comma = first_ ? 0 : 1;
+        const std::size_t length = comma + key.size() + 3;
+        const char* const at = c_.at;
+        if (!c_.ok || static_cast<std::size_t>(c_.end - at) < length ||
+            (comma == 1 && at[0] != ',') || at[comma] != '"' ||
+            std::memcmp(at + comma + 1, key.data(), key.size()) != 0 ||
+            at[comma + 1 + key.size()] != '"' || at[comma + 2 + key.size()] != ':') {
             give_up();
             return false;
         }
+        first_ = false;
+        c_.at = at + length;
         return true;
     }
 
