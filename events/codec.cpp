@@ -466,13 +466,13 @@ class ExactReader {
     /// The object's closing '}'.
     void close() { expect('}'); }
 
-    void text(std::string_view key, std::string& value) {
+    [[gnu::always_inline]] void text(std::string_view key, std::string& value) {
         if (const auto text = string_field(key)) {
             value.assign(text->data(), text->size());
         }
     }
 
-    void nullable_text(std::string_view key, std::string& value) {
+    [[gnu::always_inline]] void nullable_text(std::string_view key, std::string& value) {
         if (!open_field(key)) {
             return;
         }
@@ -484,7 +484,7 @@ class ExactReader {
     }
 
     template <std::integral Int>
-    void integer(std::string_view key, Int& value, Range range) {
+    [[gnu::always_inline]] void integer(std::string_view key, Int& value, Range range) {
         if (!open_field(key)) {
             return;
         }
@@ -549,9 +549,11 @@ class ExactReader {
   private:
     void give_up() { c_.ok = false; }
 
-    bool peek(char wanted) const { return c_.ok && c_.at != c_.end && *c_.at == wanted; }
+    [[gnu::always_inline]] bool peek(char wanted) const {
+        return c_.ok && c_.at != c_.end && *c_.at == wanted;
+    }
 
-    bool expect(char wanted) {
+    [[gnu::always_inline]] bool expect(char wanted) {
         if (!peek(wanted)) {
             give_up();
             return false;
@@ -560,7 +562,7 @@ class ExactReader {
         return true;
     }
 
-    bool literal(std::string_view word) {
+    [[gnu::always_inline]] bool literal(std::string_view word) {
         if (c_.ok && static_cast<std::size_t>(c_.end - c_.at) >= word.size() &&
             std::string_view(c_.at, word.size()) == word) {
             c_.at += word.size();
@@ -572,7 +574,7 @@ class ExactReader {
     /// `,"key":` (no comma before the first field). Compared in one go against the bytes
     /// ahead: every field of every event passes here (~30 per OrderPlaced), and five separate
     /// checks of the cursor cost ~140 instructions a field (callgrind).
-    bool open_field(std::string_view key) {
+    [[gnu::always_inline]] bool open_field(std::string_view key) {
         const std::size_t comma = first_ ? 0 : 1;
         const std::size_t length = comma + key.size() + 3;
         const char* const at = c_.at;
@@ -589,7 +591,7 @@ class ExactReader {
     }
 
     /// A string of printable ASCII without escapes, as it stands in the data.
-    std::optional<std::string_view> string_value() {
+    [[gnu::always_inline]] std::optional<std::string_view> string_value() {
         if (!expect('"')) {
             return std::nullopt;
         }
@@ -610,7 +612,7 @@ class ExactReader {
         return std::nullopt;
     }
 
-    std::optional<std::string_view> string_field(std::string_view key) {
+    [[gnu::always_inline]] std::optional<std::string_view> string_field(std::string_view key) {
         if (!open_field(key)) {
             return std::nullopt;
         }
@@ -618,7 +620,7 @@ class ExactReader {
     }
 
     /// A JSON integer within int64: no fraction, exponent, leading zero or "-0".
-    std::optional<std::int64_t> integer_value() {
+    [[gnu::always_inline]] std::optional<std::int64_t> integer_value() {
         if (!c_.ok) {
             return std::nullopt;
         }
