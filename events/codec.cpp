@@ -529,6 +529,7 @@ class ExactReader {
             ++c_.at;
             return;
         }
+        items.reserve(4);  // An order's lines: one allocation for the usual few, not three.
         while (expect('{')) {
             T value{};
             ExactReader item(c_);

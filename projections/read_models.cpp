@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
 #include <iterator>
 #include <map>
 #include <set>
@@ -91,24 +93,29 @@ std::string sla_json(const Map& sla_hours) {
 std::string lines_json(const std::vector<events::PricedLine>& priced) {
     std::string lines = "[";
     lines.reserve(priced.size() * 112 + 2);
-    const auto number = [&lines](std::string_view key, std::int64_t value) {
-        lines += key;
-        char digits[24];
-        const auto written = std::to_chars(std::begin(digits), std::end(digits), value);
-        lines.append(std::begin(digits), written.ptr);
+    // Each line's numbers into one buffer, appended at once (room for five keys and five
+    // numbers of at most 20 characters).
+    std::array<char, 192> buffer{};
+    std::size_t used = 0;
+    const auto put = [&buffer, &used](std::string_view key, std::int64_t value) {
+        std::copy(key.begin(), key.end(), buffer.begin() + static_cast<std::ptrdiff_t>(used));
+        used += key.size();
+        std::array<char, 20> digits{};
+        const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
+        std::copy(digits.data(), end, buffer.begin() + static_cast<std::ptrdiff_t>(used));
+        used += static_cast<std::size_t>(end - digits.data());
     };
     for (const auto& line : priced) {
-        if (lines.size() > 1) {
-            lines.push_back(',');
-        }
-        lines += "{\"sku\":";
+        lines += lines.size() > 1 ? std::string_view(",{\"sku\":") : std::string_view("{\"sku\":");
         append_json_string(lines, line.sku);
-        number(",\"qty\":", line.qty);
-        number(",\"base_price\":", line.base_price_idr);
-        number(",\"unit_price\":", line.unit_price_idr);
-        number(",\"discount_bps\":", line.discount_bps);
-        number(",\"line_total\":", line.line_total_idr);
-        lines.push_back('}');
+        used = 0;
+        put(",\"qty\":", line.qty);
+        put(",\"base_price\":", line.base_price_idr);
+        put(",\"unit_price\":", line.unit_price_idr);
+        put(",\"discount_bps\":", line.discount_bps);
+        put(",\"line_total\":", line.line_total_idr);
+        buffer[used++] = '}';
+        lines.append(buffer.data(), used);
     }
     lines.push_back(']');
     return lines;

@@ -49,13 +49,15 @@ bool read_int(std::string_view text, std::size_t at, std::size_t width, int& out
     if (at + width > text.size()) {
         return false;
     }
+    int value = 0;
     for (std::size_t i = at; i < at + width; ++i) {
         if (text[i] < '0' || text[i] > '9') {
             return false;
         }
+        value = value * 10 + (text[i] - '0');
     }
-    const auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + at + width, out);
-    return ec == std::errc{} && ptr == text.data() + at + width;
+    out = value;
+    return true;
 }
 
 }  // namespace
