@@ -46,6 +46,11 @@ void configure(Database& db, std::chrono::milliseconds busy_timeout) {
     // crash. Group commit makes one fsync carry many appends.
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
+    // Debian's SQLite is built with SQLITE_SECURE_DELETE, which zeroes and writes every page a
+    // delete frees: emptying a rebuild's 500k-row shadow table wrote ~63k pages to the WAL
+    // (sqlite3, rolled back: 0.74 s against 0.12 s without). Nothing here needs deleted bytes
+    // erased: the log is append-only, and a read model holds nothing the log does not.
+    db.exec("PRAGMA secure_delete = OFF");
 }
 
 /// Checkpoints the WAL (copies it into the database file, fsyncs that, lets the WAL start over)
