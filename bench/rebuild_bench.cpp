@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,13 @@ std::vector<Row> run(const std::string& backend, const std::string& url, std::in
             "checkpoints held {} ms, renaming transaction {} ms)\n",
             backend, round, done.fold_ms, done.write_ms, done.swap_ms, done.checksum_ms,
             done.held_ms, done.locked_ms);
+        // From round 2 on the live tables are the previous round's rebuild of the same log.
+        for (const auto& c : done.checksums) {
+            if (round >= 2 && c.live != c.rebuilt) {
+                throw std::runtime_error(fmt::format("round {}: {} rebuilt as {} but live is {}",
+                                                     round, c.projection, c.rebuilt, c.live));
+            }
+        }
     }
     return rows;
 }

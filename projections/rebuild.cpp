@@ -107,21 +107,31 @@ class RowHash {
     std::uint64_t hash_ = 0x27D4'EB2F'1656'67C5ULL;
 };
 
-/// The sum (mod 2^64) of every row's hash: independent of row order, so neither a sort nor a
-/// collation can change it. `scan(each)` calls `each` once per row.
-template <typename Scan>
-std::pair<std::string, std::int64_t> checksum_of(Scan&& scan) {
+/// The sum of some rows' hashes (mod 2^64), and how many rows.
+struct RowHashSum {
     std::uint64_t sum = 0;
     std::int64_t rows = 0;
+};
+
+/// The sum (mod 2^64) of every row's hash: independent of row order, so neither a sort nor a
+/// collation can change it, and a table summed in parts adds up to its whole. `scan(each)`
+/// calls `each` once per row.
+template <typename Scan>
+RowHashSum row_hash_sum(Scan&& scan) {
+    RowHashSum total;
     scan([&](const SqlTx::RowView& row) {
         RowHash hash;
         for (const auto& value : row) {
             hash.add(value);
         }
-        sum += hash.value();
-        ++rows;
+        total.sum += hash.value();
+        ++total.rows;
     });
-    return {fmt::format("rowhash64-sum:{:016x}", sum), rows};
+    return total;
+}
+
+std::string format_row_hash_sum(std::uint64_t sum) {
+    return fmt::format("rowhash64-sum:{:016x}", sum);
 }
 
 /// The bulk write of the shadow tables, on two threads: the caller builds statements (rows
@@ -502,6 +512,68 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     std::int64_t live_last_seen = furthest_live();
     auto live_still_since = Clock::now();
 
+    std::vector<std::string> names_in_order;
+    for (const auto& p : shadows) {
+        names_in_order.emplace_back(p->name());
+    }
+    const bool sqlite = store.backend_name() == "sqlite";
+    // Some rows' hashes, row by row here (`where`: a condition on the rows, and its
+    // parameters).
+    const auto scan_sum = [&check_cancel](ReadSnapshot& view, const std::string& table,
+                                          const std::string& where = {},
+                                          const std::vector<SqlValue>& params = {}) {
+        return row_hash_sum([&](const auto& each) {
+            std::size_t rows = 0;
+            view.scan("SELECT * FROM " + table + where, params, [&](const SqlTx::RowView& row) {
+                each(row);
+                if (++rows % 2'000 == 0) {
+                    check_cancel();
+                }
+            });
+        });
+    };
+    // One table's checksum as a snapshot sees it: summed by the database where it can,
+    // otherwise row by row here.
+    const auto sum_of = [&scan_sum](ReadSnapshot& view, const std::string& table) {
+        if (auto in_database = view.checksum_in_database(table)) {
+            return std::pair{std::move(in_database->checksum), in_database->rows};
+        }
+        const auto total = scan_sum(view, table);
+        return std::pair{format_row_hash_sum(total.sum), total.rows};
+    };
+    // SQLite with every core (no server): the live tables' checksums are taken while the
+    // shadow tables are written, on a SCHED_IDLE thread — the write is one thread executing
+    // SQLite's inserts, which leaves about half a core idle — together with the live
+    // checkpoints, in one snapshot. Where the checkpoints have not moved by the hold, the
+    // live tables have not either (a projector commits its rows with its checkpoint), and
+    // these sums stand for the hold's; otherwise they are taken again there.
+    struct EarlyLiveSums {
+        std::vector<std::int64_t> positions;
+        std::vector<std::string> sums;  // By table, in `live_tables` order.
+    };
+    std::future<EarlyLiveSums> early_live;
+    const auto start_early_live_sums = [&] {
+        early_live = std::async(std::launch::async, [&] {
+            name_this_thread("oe-rebuild-sum");
+            const sched_param param{};
+            (void)::sched_setscheduler(0, SCHED_IDLE, &param);  // Otherwise as it is.
+            EarlyLiveSums early;
+            const auto view = store.snapshot();
+            for (const auto& name : names_in_order) {
+                std::int64_t position = 0;
+                view->scan("SELECT position FROM oe_checkpoints WHERE projection = $1", {name},
+                           [&](const SqlTx::RowView& row) {
+                               position = std::stoll(std::string(row.at(0).value_or("0")));
+                           });
+                early.positions.push_back(position);
+            }
+            for (const auto& table : live_tables) {
+                early.sums.push_back(sum_of(*view, table).first);
+            }
+            return early;
+        });
+    };
+
     model::CommerceState state;
     const auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
@@ -584,6 +656,9 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
         if (emptied.valid()) {
             emptied.get();
         }
+        if (!one_core && sqlite) {
+            start_early_live_sums();
+        }
 
         // 3. Every row, in bulk, into the shadow tables.
         const auto write_started = Clock::now();
@@ -649,7 +724,6 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     status.state = "swapping";
     report();
     const auto swap_started = Clock::now();
-    const bool sqlite = store.backend_name() == "sqlite";
     // PostgreSQL: whether the role may rename the tables is asked table by table.
     const auto owns_tables = [sqlite](SqlTx& tx, const std::string& table,
                                       const std::string& shadow) {
@@ -661,10 +735,6 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                                 {table, shadow})
                                   .size() == 1;
     };
-    std::vector<std::string> names_in_order;
-    for (const auto& p : shadows) {
-        names_in_order.emplace_back(p->name());
-    }
     // What checkout appended since the fold, into the shadow tables, in commits of `batch`
     // events (each paced beside a server: on SQLite a commit holds the write lock checkout's
     // appends take).
@@ -793,8 +863,22 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     //    one core, where the scans run one after the other).
     idle_if_one_core(catch_up_outside);
     wait_for_live();
+    // The live sums taken during the write (the write is over: the thread has the CPU now).
+    std::optional<EarlyLiveSums> early;
+    if (early_live.valid()) {
+        try {
+            early = early_live.get();
+        } catch (const std::exception& failure) {
+            log(LogLevel::warn, "rebuild checksums the live tables in the hold instead",
+                {{"error", failure.what()}});
+        }
+        check_cancel();
+    }
+    bool early_stands = false;
     std::unique_ptr<ReadSnapshot> live_view;
     std::unique_ptr<ReadSnapshot> shadow_view;
+    // With the live sums taken already, each shadow table is summed in two halves at once.
+    std::unique_ptr<ReadSnapshot> second_half_view;
     std::vector<std::int64_t> checked_at;
     store.with_checkpoints_held(
         names_in_order,
@@ -802,8 +886,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
             const auto held_at = Clock::now();
             catch_up_to(std::max(*std::max_element(live.begin(), live.end()), status.position),
                         read_batch, false);
-            live_view = store.snapshot();
+            early_stands = early && early->positions == live;
+            live_view = early_stands ? nullptr : store.snapshot();
             shadow_view = one_core ? nullptr : store.snapshot();
+            second_half_view = early_stands ? store.snapshot() : nullptr;
             checked_at = live;
             held += Clock::now() - held_at;
         },
@@ -819,35 +905,52 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     //    they take seconds (bench/README.md, tenth session).
     std::vector<RebuildStatus::Checksum> sums;
     const auto checksum_started = Clock::now();
-    idle_if_one_core([&] {
-        const auto sum_of = [&](ReadSnapshot& view, const std::string& table) {
-            if (auto in_database = view.checksum_in_database(table)) {
-                return std::pair{std::move(in_database->checksum), in_database->rows};
-            }
-            return checksum_of([&](const auto& each) {
-                std::size_t rows = 0;
-                view.scan("SELECT * FROM " + table, {}, [&](const SqlTx::RowView& row) {
-                    each(row);
-                    if (++rows % 2'000 == 0) {
-                        check_cancel();
-                    }
+    // A shadow table summed in two halves by rowid, one on each core (SQLite; a table
+    // without rowids is summed whole).
+    bool halves_work = true;
+    const auto sum_in_halves = [&](const std::string& shadow) {
+        std::int64_t middle = 0;
+        try {
+            second_half_view->scan(
+                "SELECT max(rowid) FROM " + shadow, {}, [&](const SqlTx::RowView& row) {
+                    middle = std::stoll(std::string(row.at(0).value_or("0"))) / 2;
                 });
-            });
-        };
+        } catch (const StoreError&) {
+            halves_work = false;  // That snapshot is not used again.
+        }
+        if (!halves_work) {
+            return sum_of(*shadow_view, shadow);
+        }
+        auto second = std::async(std::launch::async, [&, middle] {
+            name_this_thread("oe-rebuild-sum");
+            return scan_sum(*second_half_view, shadow, " WHERE rowid > $1", {middle});
+        });
+        const auto first = scan_sum(*shadow_view, shadow, " WHERE rowid <= $1", {middle});
+        const auto rest = second.get();
+        return std::pair{format_row_hash_sum(first.sum + rest.sum), first.rows + rest.rows};
+    };
+    idle_if_one_core([&] {
+        std::size_t t = 0;  // Index into live_tables (and early->sums).
         for (std::size_t i = 0; i < shadows.size(); ++i) {
             for (const auto& table : shadows[i]->tables()) {
                 const std::string shadow = table + std::string(shadow_suffix);
-                auto live_scan =
-                    std::async(one_core ? std::launch::deferred : std::launch::async, [&, table] {
-                        if (!one_core) {
-                            name_this_thread("oe-rebuild-sum");
-                        }
-                        return sum_of(*live_view, table);
-                    });
-                const auto [new_sum, new_rows] =
-                    sum_of(shadow_view ? *shadow_view : *live_view, shadow);
-                const auto live_sum = live_scan.get().first;
-                sums.push_back({table, live_sum, new_sum, new_rows, checked_at[i]});
+                if (early_stands) {
+                    const auto [new_sum, new_rows] = sum_in_halves(shadow);
+                    sums.push_back({table, early->sums[t], new_sum, new_rows, checked_at[i]});
+                } else {
+                    auto live_scan = std::async(
+                        one_core ? std::launch::deferred : std::launch::async, [&, table] {
+                            if (!one_core) {
+                                name_this_thread("oe-rebuild-sum");
+                            }
+                            return sum_of(*live_view, table);
+                        });
+                    const auto [new_sum, new_rows] =
+                        sum_of(shadow_view ? *shadow_view : *live_view, shadow);
+                    const auto live_sum = live_scan.get().first;
+                    sums.push_back({table, live_sum, new_sum, new_rows, checked_at[i]});
+                }
+                ++t;
             }
         }
     });
@@ -855,6 +958,7 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
     // that the renames would wait for.
     live_view.reset();
     shadow_view.reset();
+    second_half_view.reset();
     status.checksum_ms = ms_since(checksum_started);
 
     // 6. Caught up again (the live projector moved on during the checksums) and swapped.

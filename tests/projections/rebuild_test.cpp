@@ -419,6 +419,37 @@ TEST_SUITE("rebuild") {
         CHECK(live_rows(*store) == before);
     }
 
+    TEST_CASE("live checksums taken during the write stand only while the live projector does") {
+        // With every core on SQLite the live tables are summed while the shadow tables are
+        // written. Here the live projector moves on after the write (an order placed and
+        // projected as the rebuild reports that its swap begins): those sums no longer
+        // describe the live tables, and both sides are summed at the hold's position instead.
+        Projected projected;
+        auto& [db, store, s, runner] = projected;
+        const auto orders_before = live_rows(*store)[5].size();
+        bool moved = false;
+        std::int64_t moved_to = 0;
+        const auto done =
+            projections::rebuild(*store, {}, [&](const projections::RebuildStatus& status) {
+                if (status.state == "swapping" && !moved) {
+                    moved = true;
+                    ok(s, PlaceOrder{
+                              CommandService::new_order_id(), "P-004", {{"SRM-VITC-30", 4}}, ""});
+                    moved_to = runner.catch_up();
+                }
+            });
+        REQUIRE(moved);
+        CHECK(done.state == "done");
+        REQUIRE(done.checksums.size() == 7);
+        for (const auto& c : done.checksums) {
+            CAPTURE(c.projection);
+            CHECK(c.live_at == moved_to);
+            CHECK(c.live == c.rebuilt);
+        }
+        CHECK(done.swapped_at == moved_to);
+        CHECK(live_rows(*store)[5].size() == orders_before + 1);
+    }
+
     TEST_CASE("a single projection can be rebuilt; unknown names are refused") {
         Projected projected;
         auto& [db, store, s, runner] = projected;
