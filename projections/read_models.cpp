@@ -1,8 +1,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstring>
-#include <iterator>
 #include <map>
 #include <set>
 #include <stdexcept>

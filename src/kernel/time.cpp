@@ -1,6 +1,5 @@
 #include <oe/kernel/time.hpp>
 
-#include <charconv>
 #include <chrono>
 
 #include <fmt/format.h>

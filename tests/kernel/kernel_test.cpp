@@ -17,6 +17,10 @@ TEST_SUITE("kernel") {
     TEST_CASE("time: ISO 8601 formatting always has six fraction digits and a Z") {
         CHECK(format_iso8601_us(0) == "1970-01-01T00:00:00.000000Z");
         CHECK(format_iso8601_us(1'795'677'457'123'456) == "2026-11-26T07:17:37.123456Z");
+        CHECK(format_iso8601_us(-1) == "1969-12-31T23:59:59.999999Z");
+        CHECK(format_iso8601_us(253'402'300'799'999'999) == "9999-12-31T23:59:59.999999Z");
+        CHECK(format_iso8601_us(253'402'300'800'000'000) == "10000-01-01T00:00:00.000000Z");
+        CHECK(format_iso8601_us(-62'167'219'200'000'001) == "-001-12-31T23:59:59.999999Z");
     }
 
     TEST_CASE("time: parsing accepts UTC forms and rejects everything else") {
