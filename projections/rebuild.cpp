@@ -915,8 +915,10 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                 "SELECT max(rowid) FROM " + shadow, {}, [&](const SqlTx::RowView& row) {
                     middle = std::stoll(std::string(row.at(0).value_or("0"))) / 2;
                 });
-        } catch (const StoreError&) {
+        } catch (const StoreError& failure) {
             halves_work = false;  // That snapshot is not used again.
+            log(LogLevel::warn, "rebuild sums each new table whole",
+                {{"table", shadow}, {"error", failure.what()}});
         }
         if (!halves_work) {
             return sum_of(*shadow_view, shadow);
