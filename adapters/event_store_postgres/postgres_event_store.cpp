@@ -6,6 +6,7 @@
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -105,11 +106,59 @@ std::string first_line(const std::string& text) {
     return end == std::string::npos ? text : text.substr(0, end);
 }
 
-std::unique_ptr<pqxx::connection> connect(const std::string& url,
-                                          const std::string& application_name = "orderengine") {
+/// libpqxx's connection policies are where it hands out its libpq handle: this one keeps
+/// whatever each hook returns, so it always holds the connection's current handle (after a
+/// reconnect too). libpqxx 6.4 writes COPY data only as text lines; PgTx::insert_rows writes
+/// binary COPY data to the handle itself.
+class HandleKeepingPolicy final : public pqxx::connect_direct {
+  public:
+    explicit HandleKeepingPolicy(const std::string& options) : pqxx::connect_direct(options) {}
+    handle do_startconnect(handle orig) override {
+        return keep(pqxx::connect_direct::do_startconnect(orig));
+    }
+    handle do_completeconnect(handle orig) override {
+        return keep(pqxx::connect_direct::do_completeconnect(orig));
+    }
+    handle do_dropconnect(handle orig) noexcept override {
+        return keep(pqxx::connect_direct::do_dropconnect(orig));
+    }
+    handle do_disconnect(handle orig) noexcept override {
+        return keep(pqxx::connect_direct::do_disconnect(orig));
+    }
+    [[nodiscard]] PGconn* current() const { return handle_; }
+
+  private:
+    handle keep(handle h) noexcept {
+        handle_ = h;
+        return h;
+    }
+    handle handle_ = nullptr;
+};
+
+/// pqxx::connection (basic_connection_base<connect_direct>) with the policy above, built the
+/// same way.
+class Connection final : public pqxx::connection_base {
+  public:
+    explicit Connection(const std::string& options)
+        : pqxx::connection_base(policy_), policy_(options) {
+        init();  // Connects (the base keeps a reference to the policy, constructed by now).
+    }
+    ~Connection() noexcept { close(); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    /// libpq's handle of this connection (null while it is not connected).
+    [[nodiscard]] PGconn* libpq() const { return policy_.current(); }
+
+  private:
+    HandleKeepingPolicy policy_;
+};
+
+std::unique_ptr<Connection> connect(const std::string& url,
+                                    const std::string& application_name = "orderengine") {
     const std::string conninfo = store_conninfo(url, application_name);
     try {
-        return std::make_unique<pqxx::connection>(conninfo);
+        return std::make_unique<Connection>(conninfo);
     } catch (const pqxx::broken_connection& e) {
         throw StoreError(fmt::format("cannot connect to PostgreSQL: {}", first_line(e.what())));
     } catch (const std::exception& e) {
@@ -117,7 +166,7 @@ std::unique_ptr<pqxx::connection> connect(const std::string& url,
     }
 }
 
-int read_version(pqxx::connection& conn) {
+int read_version(Connection& conn) {
     pqxx::nontransaction tx(conn);
     const auto exists = tx.exec1("SELECT to_regclass('oe_schema_migrations') IS NOT NULL");
     if (!exists[0].as<bool>()) {
@@ -193,9 +242,56 @@ void each_row_view(const pqxx::result& rows,
     }
 }
 
+/// How a column's values travel in a binary COPY; `none`: a type the binary path does not
+/// write (the whole COPY then goes as text).
+enum class BinaryColumn : std::uint8_t { none, int2, int4, int8, text };
+
+BinaryColumn binary_column(std::int64_t type_oid) {
+    switch (type_oid) {
+        case 20:  // int8
+            return BinaryColumn::int8;
+        case 23:  // int4
+            return BinaryColumn::int4;
+        case 21:  // int2
+            return BinaryColumn::int2;
+        case 25:    // text
+        case 1043:  // varchar
+            return BinaryColumn::text;
+        default:
+            return BinaryColumn::none;
+    }
+}
+
+/// Appends `value` to `out` in network byte order.
+template <typename T>
+void append_big_endian(std::string& out, T value) {
+    using U = std::make_unsigned_t<T>;
+    auto bits = static_cast<U>(value);
+    char bytes[sizeof(U)];
+    for (std::size_t i = sizeof(U); i-- > 0;) {
+        bytes[i] = static_cast<char>(bits & 0xffU);
+        bits = static_cast<U>(bits >> 8U);
+    }
+    out.append(bytes, sizeof(U));
+}
+
 class PgTx final : public SqlTx {
   public:
-    explicit PgTx(pqxx::work& tx) : tx_(tx) {}
+    /// `libpq`: the transaction's connection's handle, for binary COPY (null: text only).
+    explicit PgTx(pqxx::work& tx, PGconn* libpq = nullptr) : tx_(tx), libpq_(libpq) {}
+    ~PgTx() override {
+        if (binary_open_) {
+            // Left by an exception: end the COPY as failed, so the transaction's rollback can
+            // run on the connection.
+            if (PQputCopyEnd(libpq_, "the transaction ended with the COPY open") == 1) {
+                while (PGresult* r = PQgetResult(libpq_)) {
+                    PQclear(r);
+                }
+            }
+        }
+    }
+    PgTx(const PgTx&) = delete;
+    PgTx& operator=(const PgTx&) = delete;
 
     void exec(std::string_view sql, const std::vector<SqlValue>& params) override {
         end_copy();
@@ -231,12 +327,15 @@ class PgTx final : public SqlTx {
         each_row_view(tx_.exec_params(std::string(sql), list.dynamic()), each);
     }
 
-    /// COPY … FROM STDIN in text format: no statement to parse, no parameter to bind. The COPY
-    /// stays open while the next calls insert into the same table and columns, so the server
-    /// stores rows while this thread formats the next ones (one COPY per call, each waiting
-    /// for the server's answer, left both sides idle half the time); anything else run in
-    /// the transaction ends it first, and so must the transaction's owner before it commits
-    /// (end_copy). A COPY's errors surface when it ends.
+    /// COPY … FROM STDIN: no statement to parse, no parameter to bind. In binary format when
+    /// every column is an integer or text column (the server then only copies the values in:
+    /// text format cost its process ~60 % more CPU per row, most of it splitting lines into
+    /// fields, bench/README.md), otherwise in text format. The COPY stays open while the next
+    /// calls insert into the same table and columns, so the server stores rows while this
+    /// thread formats the next ones (one COPY per call, each waiting for the server's answer,
+    /// left both sides idle half the time); anything else run in the transaction ends it
+    /// first, and so must the transaction's owner before it commits (end_copy). A COPY's
+    /// errors surface when it ends.
     void insert_rows(const std::string& table, const std::vector<std::string>& columns,
                      const std::vector<SqlValue>& values) override {
         const std::size_t width = columns.size();
@@ -246,23 +345,36 @@ class PgTx final : public SqlTx {
         if (values.empty()) {
             return;
         }
-        if (copy_ && (copy_table_ != table || copy_columns_ != columns)) {
+        if ((copy_ || binary_open_) && (copy_table_ != table || copy_columns_ != columns)) {
             end_copy();
         }
-        if (!copy_) {
-            // libpqxx 6.4's stream_to writes only tuples of static types, and its raw-line
-            // write is private; the deprecated tablewriter still offers a public one. The text
-            // below is escaped for COPY here, so tablewriter's multibyte caveat (its own
-            // escaping) does not apply.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-            copy_ = std::make_unique<pqxx::tablewriter>(tx_, table, columns.begin(), columns.end());
-#pragma GCC diagnostic pop
+        if (!copy_ && !binary_open_) {
             copy_table_ = table;
             copy_columns_ = columns;
+            if (!begin_binary_copy()) {
+                // libpqxx 6.4's stream_to writes only tuples of static types, and its
+                // raw-line write is private; the deprecated tablewriter still offers a public
+                // one. The text below is escaped for COPY here, so tablewriter's multibyte
+                // caveat (its own escaping) does not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+                copy_ =
+                    std::make_unique<pqxx::tablewriter>(tx_, table, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+            }
         }
         std::string& lines = lines_;
         lines.clear();
+        if (binary_open_) {
+            for (std::size_t i = 0; i < values.size(); ++i) {
+                if (i % width == 0) {
+                    append_big_endian(lines, static_cast<std::int16_t>(width));
+                }
+                append_binary(lines, values[i], i % width);
+            }
+            put_copy_data(lines);
+            return;
+        }
         for (std::size_t i = 0; i < values.size(); ++i) {
             if (i % width != 0) {
                 lines.push_back('\t');
@@ -280,9 +392,138 @@ class PgTx final : public SqlTx {
             const auto copy = std::move(copy_);
             copy->complete();
         }
+        if (binary_open_) {
+            binary_open_ = false;
+            std::string trailer;
+            append_big_endian(trailer, std::int16_t{-1});
+            if (PQputCopyData(libpq_, trailer.data(), static_cast<int>(trailer.size())) != 1 ||
+                PQputCopyEnd(libpq_, nullptr) != 1) {
+                throw pqxx::broken_connection(PQerrorMessage(libpq_));
+            }
+            std::string error;
+            std::string sqlstate;
+            while (PGresult* r = PQgetResult(libpq_)) {
+                if (PQresultStatus(r) != PGRES_COMMAND_OK && error.empty()) {
+                    error = PQresultErrorMessage(r);
+                    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                    sqlstate = state != nullptr ? state : "";
+                    if (error.empty()) {
+                        error = "COPY failed";
+                    }
+                }
+                PQclear(r);
+            }
+            if (!error.empty()) {
+                throw pqxx::sql_error(error, "COPY " + copy_table_ + " FROM STDIN (binary)",
+                                      sqlstate.empty() ? nullptr : sqlstate.c_str());
+            }
+        }
     }
 
   private:
+    /// Starts a binary COPY into copy_table_ (copy_columns_) when there is a handle and every
+    /// column has a binary form here; false (nothing started) otherwise.
+    bool begin_binary_copy() {
+        if (libpq_ == nullptr) {
+            return false;
+        }
+        // The columns' types, asked at each COPY's start: a cache could outlive a table
+        // dropped and made again with other types.
+        const auto types = tx_.exec_params(
+            "SELECT attname, atttypid::int8 FROM pg_attribute "
+            "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            copy_table_);
+        binary_columns_.assign(copy_columns_.size(), BinaryColumn::none);
+        for (std::size_t i = 0; i < copy_columns_.size(); ++i) {
+            for (const auto& row : types) {
+                if (std::string_view(row[0].c_str(), row[0].size()) == copy_columns_[i]) {
+                    binary_columns_[i] = binary_column(row[1].as<std::int64_t>());
+                    break;
+                }
+            }
+            if (binary_columns_[i] == BinaryColumn::none) {
+                return false;  // Not found as written (or another type): text, as before.
+            }
+        }
+        std::string sql = "COPY " + copy_table_ + " (";
+        for (std::size_t i = 0; i < copy_columns_.size(); ++i) {
+            sql += (i == 0 ? "" : ", ") + copy_columns_[i];
+        }
+        sql += ") FROM STDIN (FORMAT binary)";
+        tx_.exec(sql);  // Answers PGRES_COPY_IN: the connection now takes the COPY's data.
+        binary_open_ = true;
+        std::string header("PGCOPY\n\377\r\n\0", 11);
+        append_big_endian(header, std::int32_t{0});  // Flags: no OIDs.
+        append_big_endian(header, std::int32_t{0});  // No header extension.
+        put_copy_data(header);
+        return true;
+    }
+
+    void put_copy_data(const std::string& data) {
+        if (PQputCopyData(libpq_, data.data(), static_cast<int>(data.size())) != 1) {
+            throw pqxx::broken_connection(PQerrorMessage(libpq_));
+        }
+    }
+
+    /// One field of a binary COPY row: its length (-1: NULL), then its bytes.
+    void append_binary(std::string& out, const SqlValue& value, std::size_t column) const {
+        if (std::holds_alternative<std::nullptr_t>(value)) {
+            append_big_endian(out, std::int32_t{-1});
+            return;
+        }
+        const BinaryColumn kind = binary_columns_[column];
+        if (kind == BinaryColumn::text) {
+            if (const auto* number = std::get_if<std::int64_t>(&value)) {
+                const fmt::format_int digits(*number);
+                append_big_endian(out, static_cast<std::int32_t>(digits.size()));
+                out.append(digits.data(), digits.size());
+                return;
+            }
+            const auto& text = std::get<std::string>(value);
+            if (text.size() > static_cast<std::size_t>(INT32_MAX)) {
+                throw std::invalid_argument(fmt::format("a value for {}.{} is too long",
+                                                        copy_table_, copy_columns_[column]));
+            }
+            append_big_endian(out, static_cast<std::int32_t>(text.size()));
+            out.append(text);
+            return;
+        }
+        std::int64_t number = 0;
+        if (const auto* n = std::get_if<std::int64_t>(&value)) {
+            number = *n;
+        } else {
+            const auto& text = std::get<std::string>(value);
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+            if (ec != std::errc{} || end != text.data() + text.size()) {
+                throw std::invalid_argument(fmt::format("{}.{} takes an integer, not '{}'",
+                                                        copy_table_, copy_columns_[column], text));
+            }
+        }
+        const auto fits = [&](auto limit_type) {
+            using L = decltype(limit_type);
+            if (number < std::numeric_limits<L>::min() || number > std::numeric_limits<L>::max()) {
+                throw std::invalid_argument(fmt::format("{} is out of range for {}.{} ({}-bit)",
+                                                        number, copy_table_, copy_columns_[column],
+                                                        sizeof(L) * 8));
+            }
+            append_big_endian(out, static_cast<std::int32_t>(sizeof(L)));
+            append_big_endian(out, static_cast<L>(number));
+        };
+        switch (kind) {
+            case BinaryColumn::int8:
+                fits(std::int64_t{});
+                break;
+            case BinaryColumn::int4:
+                fits(std::int32_t{});
+                break;
+            case BinaryColumn::int2:
+                fits(std::int16_t{});
+                break;
+            default:
+                OE_INVARIANT(false, "a binary COPY column has a binary form");
+        }
+    }
+
     /// One value in COPY's text format: \N for NULL, backslash escapes for the separators.
     /// Text is copied in runs between the characters to escape (a char at a time, this was
     /// most of the writer thread's time in a rebuild's shadow write).
@@ -323,6 +564,9 @@ class PgTx final : public SqlTx {
     }
 
     pqxx::work& tx_;
+    PGconn* libpq_;
+    bool binary_open_ = false;
+    std::vector<BinaryColumn> binary_columns_;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     std::unique_ptr<pqxx::tablewriter> copy_;
@@ -503,7 +747,7 @@ class PostgresEventStore final : public EventStore {
 
     std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
                                            std::size_t max_count) override {
-        return with_reader("reading a stream", [&](pqxx::connection& conn) {
+        return with_reader("reading a stream", [&](Connection& conn) {
             pqxx::nontransaction tx(conn);
             return collect(tx.exec_prepared("read_stream", std::string(stream_id), from_version,
                                             clamp_limit(max_count)));
@@ -512,14 +756,14 @@ class PostgresEventStore final : public EventStore {
 
     std::vector<RecordedEvent> read_all(std::int64_t after_position,
                                         std::size_t max_count) override {
-        return with_reader("reading the log", [&](pqxx::connection& conn) {
+        return with_reader("reading the log", [&](Connection& conn) {
             pqxx::nontransaction tx(conn);
             return collect(tx.exec_prepared("read_all", after_position, clamp_limit(max_count)));
         });
     }
 
     std::int64_t head_position() override {
-        const auto head = with_reader("reading the head", [](pqxx::connection& conn) {
+        const auto head = with_reader("reading the head", [](Connection& conn) {
             pqxx::nontransaction tx(conn);
             return tx.exec_prepared1("head")[0].as<std::int64_t>();
         });
@@ -556,7 +800,7 @@ class PostgresEventStore final : public EventStore {
     void interrupt_waiters() override { signal_.interrupt(); }
 
     std::int64_t load_checkpoint(std::string_view projection) override {
-        return with_reader("loading a checkpoint", [&](pqxx::connection& conn) {
+        return with_reader("loading a checkpoint", [&](Connection& conn) {
             pqxx::nontransaction tx(conn);
             const auto result = tx.exec_prepared("checkpoint", std::string(projection));
             return result.empty() ? std::int64_t{0} : result[0][0].as<std::int64_t>();
@@ -568,7 +812,7 @@ class PostgresEventStore final : public EventStore {
         for (const auto& move : moves) {
             OE_INVARIANT(move.to >= move.from, "a projection checkpoint never moves back");
         }
-        with_reader("committing projections", [&](pqxx::connection& conn) {
+        with_reader("committing projections", [&](Connection& conn) {
             pqxx::work tx(conn);
             for (const auto& move : moves) {
                 const std::string name(move.projection);
@@ -589,7 +833,7 @@ class PostgresEventStore final : public EventStore {
                                     name, stored, move.from));
                 }
             }
-            PgTx sql(tx);
+            PgTx sql(tx, conn.libpq());
             apply(sql);
             sql.end_copy();
             for (const auto& move : moves) {
@@ -612,7 +856,7 @@ class PostgresEventStore final : public EventStore {
 
     void scan(std::string_view sql, const std::vector<SqlValue>& params,
               const std::function<void(const SqlTx::RowView&)>& each) override {
-        with_reader("scanning a read model", [&](pqxx::connection& conn) {
+        with_reader("scanning a read model", [&](Connection& conn) {
             pqxx::work tx(conn);
             PgTx reader(tx);
             reader.for_each_row(sql, params, each);
@@ -622,7 +866,7 @@ class PostgresEventStore final : public EventStore {
     }
 
     std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
-        return with_reader("querying a read model", [&](pqxx::connection& conn) {
+        return with_reader("querying a read model", [&](Connection& conn) {
             pqxx::work tx(conn);
             PgTx reader(tx);
             auto rows = reader.query(sql, params);
@@ -674,7 +918,7 @@ class PostgresEventStore final : public EventStore {
     }
 
     void after_bulk_load(const std::string& table) override {
-        with_reader("vacuuming a read model", [&](pqxx::connection& conn) {
+        with_reader("vacuuming a read model", [&](Connection& conn) {
             {
                 pqxx::work tx(conn);
                 const bool owner =
@@ -713,7 +957,7 @@ class PostgresEventStore final : public EventStore {
         // `inspect` reads through the pool that checkout's handlers use too.
         // At normal priority even in a store whose backends are reniced: the live projector
         // waits for this transaction, and the swap's renames in it lock the read models.
-        std::unique_ptr<pqxx::connection> own;
+        std::unique_ptr<Connection> own;
         try {
             own = open_connection(/*lower=*/false);
         } catch (const std::exception& e) {
@@ -737,7 +981,7 @@ class PostgresEventStore final : public EventStore {
                 tx.commit();  // Ends the hold (the row locks); nothing was written.
                 return;
             }
-            PgTx sql(tx);
+            PgTx sql(tx, own->libpq());
             const auto next = apply(positions, sql);
             sql.end_copy();
             OE_INVARIANT(next.size() == positions.size(), "one position per projection");
@@ -787,7 +1031,7 @@ class PostgresEventStore final : public EventStore {
     /// rows only as fast as `each` takes them and no scan is held in memory whole.
     class Snapshot final : public ReadSnapshot {
       public:
-        explicit Snapshot(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {
+        explicit Snapshot(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {
             db("taking a read snapshot", [&] {
                 tx_ = std::make_unique<Tx>(*conn_);
                 tx_->exec("SELECT 1");
@@ -877,14 +1121,14 @@ class PostgresEventStore final : public EventStore {
             }
         }
 
-        std::unique_ptr<pqxx::connection> conn_;
+        std::unique_ptr<Connection> conn_;
         std::unique_ptr<Tx> tx_;  // Ends (rolls back) before the connection closes.
         bool failed_ = false;
     };
 
     /// A connection of this store: its application name and, when asked (and `lower`), its
     /// server process's lower priority. Throws StoreError when it cannot connect.
-    std::unique_ptr<pqxx::connection> open_connection(bool lower = true) {
+    std::unique_ptr<Connection> open_connection(bool lower = true) {
         auto conn = connect(options_.url, options_.application_name);
         if (lower && options_.backend_niceness > 0) {
             lower_priority(*conn);
@@ -895,7 +1139,7 @@ class PostgresEventStore final : public EventStore {
     /// Renices the connection's server process (the `prioritize` extension; a role may raise
     /// the nice value of its own backends). Anything that stops it is logged once per store
     /// and leaves the connection as it is: a rebuild at normal priority is still correct.
-    void lower_priority(pqxx::connection& conn) {
+    void lower_priority(Connection& conn) {
         std::string problem;
         try {
             pqxx::work tx(conn);
@@ -938,7 +1182,7 @@ class PostgresEventStore final : public EventStore {
 
     class AdvisoryLease final : public Lease {
       public:
-        explicit AdvisoryLease(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+        explicit AdvisoryLease(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
         bool held() override {
             // A round trip at most once a second: a broken connection means the server has
             // released (or will release) the lock, so the lease is gone for good.
@@ -956,7 +1200,7 @@ class PostgresEventStore final : public EventStore {
         }
 
       private:
-        std::unique_ptr<pqxx::connection> conn_;
+        std::unique_ptr<Connection> conn_;
         std::chrono::steady_clock::time_point checked_ = std::chrono::steady_clock::now();
         bool lost_ = false;
     };
@@ -967,7 +1211,7 @@ class PostgresEventStore final : public EventStore {
                    : static_cast<std::int64_t>(max_count);
     }
 
-    static void prepare_reader(pqxx::connection& conn) {
+    static void prepare_reader(Connection& conn) {
         conn.prepare("read_all",
                      std::string(select_columns) +
                          "WHERE global_position > $1 ORDER BY global_position LIMIT $2");
@@ -979,7 +1223,7 @@ class PostgresEventStore final : public EventStore {
     }
 
     /// A pooled connection; at most readers_max exist at once (callers wait for one).
-    std::unique_ptr<pqxx::connection> take_reader() {
+    std::unique_ptr<Connection> take_reader() {
         std::unique_lock lock(readers_mutex_);
         readers_free_.wait(
             lock, [&] { return !readers_.empty() || connections_ < options_.readers_max; });
@@ -1002,7 +1246,7 @@ class PostgresEventStore final : public EventStore {
         }
     }
 
-    void give_back(std::unique_ptr<pqxx::connection> conn) {
+    void give_back(std::unique_ptr<Connection> conn) {
         std::lock_guard lock(readers_mutex_);
         if (conn && conn->is_open()) {
             readers_.push_back(std::move(conn));
@@ -1015,7 +1259,7 @@ class PostgresEventStore final : public EventStore {
     /// Runs `fn` on a pooled connection. Every database failure becomes a StoreError; a
     /// connection that broke, or that a failure may have left mid-transaction, is dropped.
     template <typename Fn>
-    std::invoke_result_t<Fn&, pqxx::connection&> with_reader(std::string_view doing, Fn&& fn) {
+    std::invoke_result_t<Fn&, Connection&> with_reader(std::string_view doing, Fn&& fn) {
         auto conn = take_reader();
         try {
             auto result = fn(*conn);
@@ -1305,7 +1549,7 @@ class PostgresEventStore final : public EventStore {
 
     class Receiver final : public pqxx::notification_receiver {
       public:
-        Receiver(pqxx::connection& conn, PostgresEventStore& store)
+        Receiver(Connection& conn, PostgresEventStore& store)
             : pqxx::notification_receiver(conn, notify_channel), store_(store) {}
         void operator()(const std::string& payload, int) override {
             std::int64_t head = 0;
@@ -1351,10 +1595,10 @@ class PostgresEventStore final : public EventStore {
 
     PostgresOptions options_;
     GroupCommitter committer_;
-    std::unique_ptr<pqxx::connection> writer_;
+    std::unique_ptr<Connection> writer_;
     std::mutex readers_mutex_;
     std::condition_variable readers_free_;
-    std::vector<std::unique_ptr<pqxx::connection>> readers_;
+    std::vector<std::unique_ptr<Connection>> readers_;
     std::size_t connections_ = 0;  // Pooled connections in existence (idle or lent out).
     HeadSignal signal_;
     std::once_flag listener_started_;
@@ -1409,7 +1653,7 @@ void grant_application_role(pqxx::work& tx, const std::string& app_role) {
 /// Background stores lower their backends' priority through the `prioritize` extension
 /// (PostgresOptions::backend_niceness). Not part of the schema: created when the server has it
 /// and the migrating role is a superuser (it is not a trusted extension), left alone otherwise.
-void create_prioritize_if_possible(pqxx::connection& conn) {
+void create_prioritize_if_possible(Connection& conn) {
     try {
         pqxx::nontransaction q(conn);
         const auto row = q.exec1(

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <limits>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -298,6 +299,84 @@ TEST_CASE("bulk inserts into one table share a COPY until something else runs") 
         tx.insert_rows("test_copy_b", {"k"}, {std::string("b1")});  // Duplicate key.
     }));
     CHECK(store->query("SELECT k FROM test_copy_b").size() == 1);
+}
+
+TEST_CASE("bulk inserts travel as binary COPY into integer and text columns, as text otherwise") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec(
+            "CREATE TABLE test_bin (k TEXT PRIMARY KEY, big BIGINT, mid INTEGER, small SMALLINT, "
+            "v VARCHAR(40), t TEXT)");
+        tx.exec("CREATE TABLE test_other (k TEXT PRIMARY KEY, b BOOLEAN, n NUMERIC)");
+    });
+    const std::string awkward = "tab\there\nnew line\\ \"q\" caf\xc3\xa9 \xe2\x9c\x93";
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.insert_rows("test_bin", {"k", "big", "mid", "small", "v", "t"},
+                       {std::string("a"), std::numeric_limits<std::int64_t>::min(),
+                        std::int64_t{2147483647}, std::int64_t{-32768}, std::string("x"), awkward,
+                        // Numbers given as text go into integer columns, and the other way.
+                        std::string("b"), std::string("-42"), std::int64_t{-2147483648},
+                        std::int64_t{32767}, std::int64_t{7}, std::int64_t{-1234567890123},
+                        std::string("c"), nullptr, nullptr, nullptr, nullptr, std::string()});
+        // A type the binary path does not write: the whole COPY goes as text.
+        tx.insert_rows("test_other", {"k", "b", "n"},
+                       {std::string("o"), std::string("t"), std::string("12.50")});
+    });
+    const auto rows = store->query("SELECT k, big, mid, small, v, t FROM test_bin ORDER BY k");
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0] == SqlRow{"a", "-9223372036854775808", "2147483647", "-32768", "x", awkward});
+    CHECK(rows[1] == SqlRow{"b", "-42", "-2147483648", "32767", "7", "-1234567890123"});
+    CHECK(rows[2] == SqlRow{"c", std::nullopt, std::nullopt, std::nullopt, std::nullopt, ""});
+    CHECK(store->query("SELECT k, b, n FROM test_other") ==
+          std::vector<SqlRow>{{"o", "t", "12.50"}});
+
+    // A value its column cannot hold fails the transaction with the column named, and nothing
+    // of it stays.
+    const auto fails_with = [&](std::vector<SqlValue> row, const std::string& expected) {
+        CAPTURE(expected);
+        try {
+            store->commit_projections({}, [&](SqlTx& tx) {
+                tx.insert_rows("test_bin", {"k", "big", "mid", "small", "v", "t"},
+                               {std::string("d"), std::int64_t{1}, std::int64_t{1}, std::int64_t{1},
+                                std::string("fine"), std::string("fine")});
+                tx.insert_rows("test_bin", {"k", "big", "mid", "small", "v", "t"}, row);
+            });
+            FAIL("the commit went through");
+        } catch (const StoreError& e) {
+            CHECK(std::string(e.what()).find(expected) != std::string::npos);
+        }
+        CHECK(store->query("SELECT k FROM test_bin").size() == 3);
+    };
+    fails_with({std::string("e"), nullptr, std::int64_t{2147483648}, nullptr, nullptr, nullptr},
+               "2147483648 is out of range for test_bin.mid (32-bit)");
+    fails_with({std::string("e"), nullptr, nullptr, std::int64_t{-32769}, nullptr, nullptr},
+               "-32769 is out of range for test_bin.small (16-bit)");
+    fails_with({std::string("e"), std::string("12x"), nullptr, nullptr, nullptr, nullptr},
+               "test_bin.big takes an integer, not '12x'");
+    fails_with({std::string("e"), nullptr, nullptr, nullptr, std::string(41, 'v'), nullptr},
+               "value too long for type character varying(40)");  // The server's check.
+    fails_with({std::string("a"), nullptr, nullptr, nullptr, nullptr, nullptr},
+               "duplicate key value");
+    fails_with({std::string("e"), nullptr, nullptr, nullptr, nullptr, std::string("bad\xff")},
+               "invalid byte sequence");
+
+    // A transaction that fails while its COPY is open rolls back, and the connection serves
+    // the next ones (more of them than the pool has connections).
+    CHECK_THROWS_WITH(
+        store->commit_projections({},
+                                  [&](SqlTx& tx) {
+                                      tx.insert_rows("test_bin", {"k"}, {std::string("f")});
+                                      throw std::runtime_error("the projection failed mid-batch");
+                                  }),
+        doctest::Contains("the projection failed mid-batch"));
+    for (int i = 0; i < 12; ++i) {
+        store->commit_projections(
+            {}, [&](SqlTx& tx) { tx.insert_rows("test_bin", {"k"}, {fmt::format("g{:02}", i)}); });
+    }
+    CHECK(store->query("SELECT count(*) FROM test_bin WHERE k = 'f'")[0][0] ==
+          std::optional<std::string>("0"));
+    CHECK(store->query("SELECT count(*) FROM test_bin")[0][0] == std::optional<std::string>("15"));
 }
 
 TEST_CASE("indexes deferred during a bulk load are built again with the same definitions") {
