@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -150,8 +151,63 @@ class Connection final : public pqxx::connection_base {
     /// libpq's handle of this connection (null while it is not connected).
     [[nodiscard]] PGconn* libpq() const { return policy_.current(); }
 
+    using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+    /// Runs `sql` outside any transaction, as the statement `name` prepared on this
+    /// connection the first time, with text parameters, and answers its rows in binary
+    /// format. Throws pqxx::broken_connection or pqxx::sql_error as libpqxx would.
+    Result exec_binary(const char* name, const char* sql, const std::vector<std::string>& params) {
+        PGconn* const conn = libpq();
+        if (conn == nullptr) {
+            throw pqxx::broken_connection("the connection is closed");
+        }
+        if (prepared_on_ != conn) {  // Another server session (libpqxx reconnected).
+            prepared_.clear();
+            prepared_on_ = conn;
+        }
+        std::vector<const char*> values;
+        values.reserve(params.size());
+        for (const auto& param : params) {
+            values.push_back(param.c_str());
+        }
+        const int count = static_cast<int>(params.size());
+        for (bool retried = false;; retried = true) {
+            if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
+                check(Result(PQprepare(conn, name, sql, count, nullptr), &PQclear),
+                      PGRES_COMMAND_OK, sql);
+                prepared_.emplace_back(name);
+            }
+            Result result(PQexecPrepared(conn, name, count, values.data(), nullptr, nullptr, 1),
+                          &PQclear);
+            const char* state =
+                result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
+            if (!retried && state != nullptr && std::string_view(state) == "26000") {
+                // The statement is gone (a session reset): prepare it again, once.
+                prepared_.clear();
+                continue;
+            }
+            return check(std::move(result), PGRES_TUPLES_OK, sql);
+        }
+    }
+
   private:
+    Result check(Result result, ExecStatusType expected, const char* sql) const {
+        if (result && PQresultStatus(result.get()) == expected) {
+            return result;
+        }
+        PGconn* const conn = libpq();
+        const std::string message = result ? PQresultErrorMessage(result.get())
+                                           : (conn != nullptr ? PQerrorMessage(conn) : "");
+        if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+            throw pqxx::broken_connection(message.empty() ? "the connection broke" : message);
+        }
+        const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
+        throw pqxx::sql_error(message.empty() ? "the statement failed" : message, sql, state);
+    }
+
     HandleKeepingPolicy policy_;
+    PGconn* prepared_on_ = nullptr;
+    std::vector<std::string> prepared_;  // Statements exec_binary prepared on prepared_on_.
 };
 
 std::unique_ptr<Connection> connect(const std::string& url,
@@ -175,18 +231,21 @@ int read_version(Connection& conn) {
     return tx.exec1("SELECT COALESCE(MAX(version), 0) FROM oe_schema_migrations")[0].as<int>();
 }
 
+std::uint16_t checked_schema_version(std::int64_t position, std::int64_t schema_version) {
+    if (schema_version < 1 || schema_version > 65535) {
+        throw CorruptEvent(position,
+                           fmt::format("schema_version {} is out of range", schema_version));
+    }
+    return static_cast<std::uint16_t>(schema_version);
+}
+
 RecordedEvent read_row(const pqxx::row& row, const UpcasterRegistry* upcasters) {
     RecordedEvent event;
     event.global_position = row[0].as<std::int64_t>();
     event.stream_id.assign(row[1].c_str(), row[1].size());
     event.stream_version = row[2].as<std::int64_t>();
     event.type.assign(row[3].c_str(), row[3].size());
-    const auto schema_version = row[4].as<std::int64_t>();
-    if (schema_version < 1 || schema_version > 65535) {
-        throw CorruptEvent(event.global_position,
-                           fmt::format("schema_version {} is out of range", schema_version));
-    }
-    event.schema_version = static_cast<std::uint16_t>(schema_version);
+    event.schema_version = checked_schema_version(event.global_position, row[4].as<std::int64_t>());
     event.data.assign(row[5].c_str(), row[5].size());
     event.metadata.assign(row[6].c_str(), row[6].size());
     const auto recorded_at = parse_iso8601_us(std::string_view(row[7].c_str(), row[7].size()));
@@ -199,6 +258,82 @@ RecordedEvent read_row(const pqxx::row& row, const UpcasterRegistry* upcasters) 
         upcasters->upcast(event);
     }
     return event;
+}
+
+/// A big-endian integer of `width` bytes (a binary result's int8, int4 or timestamptz).
+std::int64_t big_endian_integer(const char* bytes, int width) {
+    std::uint64_t value = 0;
+    for (int i = 0; i < width; ++i) {
+        value = (value << 8U) | static_cast<unsigned char>(bytes[i]);
+    }
+    if (width < 8 && (value >> static_cast<unsigned>(width * 8 - 1)) != 0) {
+        value |= ~std::uint64_t{0} << static_cast<unsigned>(width * 8);  // Sign-extend.
+    }
+    return static_cast<std::int64_t>(value);
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
+constexpr std::int64_t postgres_epoch_unix_us = 946'684'800'000'000;
+
+/// The events of a binary-format result of select_columns. The server sends json and text as
+/// stored and integers and the timestamp as fixed-width numbers: its text output copied every
+/// json value again to measure it and formatted every timestamp, and this side parsed them back.
+std::vector<RecordedEvent> collect_binary(const PGresult* result,
+                                          const UpcasterRegistry* upcasters) {
+    // int8, text, int8, text, int4, json, json, timestamptz, as migration 1 made them.
+    static constexpr std::array<Oid, 8> types{20, 25, 20, 25, 23, 114, 114, 1184};
+    static constexpr std::array<int, 8> widths{8, -1, 8, -1, 4, -1, -1, 8};
+    if (PQnfields(result) != static_cast<int>(types.size())) {
+        throw StoreError("oe_events: the read answered an unexpected number of columns");
+    }
+    for (int c = 0; c < static_cast<int>(types.size()); ++c) {
+        if (PQftype(result, c) != types[static_cast<std::size_t>(c)] || PQfformat(result, c) != 1) {
+            throw StoreError(fmt::format(
+                "oe_events.{} is not of the type this binary reads (run 'orderengine migrate')",
+                PQfname(result, c)));
+        }
+    }
+    const int rows = PQntuples(result);
+    std::vector<RecordedEvent> events;
+    events.reserve(static_cast<std::size_t>(rows));
+    for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < static_cast<int>(types.size()); ++c) {
+            const int width = widths[static_cast<std::size_t>(c)];
+            if (PQgetisnull(result, r, c) != 0 ||
+                (width > 0 && PQgetlength(result, r, c) != width)) {
+                throw StoreError(fmt::format("oe_events.{} is NULL or malformed in row {}",
+                                             PQfname(result, c), r));
+            }
+        }
+        const auto integer = [&](int c) {
+            return big_endian_integer(PQgetvalue(result, r, c),
+                                      widths[static_cast<std::size_t>(c)]);
+        };
+        const auto text = [&](int c) {
+            return std::string_view(PQgetvalue(result, r, c),
+                                    static_cast<std::size_t>(PQgetlength(result, r, c)));
+        };
+        RecordedEvent& event = events.emplace_back();
+        event.global_position = integer(0);
+        event.stream_id = text(1);
+        event.stream_version = integer(2);
+        event.type = text(3);
+        event.schema_version = checked_schema_version(event.global_position, integer(4));
+        event.data = text(5);
+        event.metadata = text(6);
+        const std::int64_t since_2000 = integer(7);
+        std::int64_t unix_us = 0;
+        if (since_2000 == std::numeric_limits<std::int64_t>::min() ||
+            since_2000 == std::numeric_limits<std::int64_t>::max() ||
+            __builtin_add_overflow(since_2000, postgres_epoch_unix_us, &unix_us)) {
+            throw CorruptEvent(event.global_position, "recorded_at is not a finite time");
+        }
+        event.recorded_at_us = unix_us;
+        if (upcasters != nullptr) {
+            upcasters->upcast(event);
+        }
+    }
+    return events;
 }
 
 /// Binds SqlValues as libpq text parameters (nullptr = SQL NULL).
@@ -748,17 +883,27 @@ class PostgresEventStore final : public EventStore {
     std::vector<RecordedEvent> read_stream(std::string_view stream_id, std::int64_t from_version,
                                            std::size_t max_count) override {
         return with_reader("reading a stream", [&](Connection& conn) {
-            pqxx::nontransaction tx(conn);
-            return collect(tx.exec_prepared("read_stream", std::string(stream_id), from_version,
-                                            clamp_limit(max_count)));
+            static const std::string sql =
+                std::string(select_columns) +
+                "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3";
+            const auto rows =
+                conn.exec_binary("oe_read_stream_binary", sql.c_str(),
+                                 {std::string(stream_id), std::to_string(from_version),
+                                  std::to_string(clamp_limit(max_count))});
+            return collect_binary(rows.get(), options_.upcasters.get());
         });
     }
 
     std::vector<RecordedEvent> read_all(std::int64_t after_position,
                                         std::size_t max_count) override {
         return with_reader("reading the log", [&](Connection& conn) {
-            pqxx::nontransaction tx(conn);
-            return collect(tx.exec_prepared("read_all", after_position, clamp_limit(max_count)));
+            static const std::string sql =
+                std::string(select_columns) +
+                "WHERE global_position > $1 ORDER BY global_position LIMIT $2";
+            const auto rows = conn.exec_binary(
+                "oe_read_all_binary", sql.c_str(),
+                {std::to_string(after_position), std::to_string(clamp_limit(max_count))});
+            return collect_binary(rows.get(), options_.upcasters.get());
         });
     }
 

@@ -301,6 +301,59 @@ TEST_CASE("bulk inserts into one table share a COPY until something else runs") 
     CHECK(store->query("SELECT k FROM test_copy_b").size() == 1);
 }
 
+TEST_CASE("events read in binary format are what the server holds, field by field") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    EventMetadata meta;
+    meta.actor = "agent-7";
+    meta.trace_id = "t\"1\\";
+    for (int i = 0; i < 30; ++i) {
+        NewEvent e{i % 2 == 0 ? "OrderPlaced" : "OrderRouted",
+                   static_cast<std::uint16_t>(1 + i % 3),
+                   fmt::format(R"({{"n":{},"note":"caf\u00e9 \u2713 tab\t \"q\" \\ {}"}})", i,
+                               std::string(static_cast<std::size_t>(i) * 100, 'x')),
+                   meta};
+        REQUIRE(store
+                    ->append(
+                        {StreamAppend{fmt::format("order-{}", i % 4), ExpectedVersion::any(), {e}}})
+                    .ok());
+    }
+    const auto held = store->query(
+        "SELECT global_position, stream_id, stream_version, type, schema_version, data::text, "
+        "metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint FROM oe_events "
+        "ORDER BY global_position");
+    const auto same = [](const RecordedEvent& e, const SqlRow& row) {
+        CAPTURE(e.global_position);
+        CHECK(row[0] == std::optional<std::string>(std::to_string(e.global_position)));
+        CHECK(row[1] == std::optional<std::string>(e.stream_id));
+        CHECK(row[2] == std::optional<std::string>(std::to_string(e.stream_version)));
+        CHECK(row[3] == std::optional<std::string>(e.type));
+        CHECK(row[4] == std::optional<std::string>(std::to_string(e.schema_version)));
+        CHECK(row[5] == std::optional<std::string>(e.data));
+        CHECK(row[6] == std::optional<std::string>(e.metadata));
+        CHECK(row[7] == std::optional<std::string>(std::to_string(e.recorded_at_us)));
+    };
+    const auto all = store->read_all(0, 1000);
+    REQUIRE(all.size() == 30);
+    REQUIRE(held.size() == 30);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        same(all[i], held[i]);
+    }
+    CHECK(all[5].recorded_at_us > 1'700'000'000'000'000);  // After 2023: the epochs line up.
+    const auto stream = store->read_stream("order-1", 3, 100);
+    REQUIRE(stream.size() == 6);  // Versions 3..8 of order-1 (i = 9, 13, ..., 29).
+    CHECK(stream.front().stream_version == 3);
+    for (const auto& e : stream) {
+        same(e, held[static_cast<std::size_t>(e.global_position - all.front().global_position)]);
+    }
+
+    // A statement gone from the session (DEALLOCATE) is prepared again. The pool hands back
+    // the connection used last, so the next read runs where the statement was dropped.
+    store->query("DEALLOCATE oe_read_all_binary");
+    CHECK(store->read_all(10, 5).size() == 5);
+    CHECK(store->read_all(10, 5).front().global_position == all[10].global_position);
+}
+
 TEST_CASE("bulk inserts travel as binary COPY into integer and text columns, as text otherwise") {
     test::TestDatabase db(test::Backend::postgresql);
     auto store = db.open();
