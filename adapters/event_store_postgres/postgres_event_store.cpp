@@ -8,6 +8,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -172,18 +173,22 @@ class Connection final : public pqxx::connection_base {
         }
         const int count = static_cast<int>(params.size());
         for (bool retried = false;; retried = true) {
-            if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
-                check(Result(PQprepare(conn, name, sql, count, nullptr), &PQclear),
-                      PGRES_COMMAND_OK, sql);
+            const auto known = std::find(prepared_.begin(), prepared_.end(), name);
+            if (known == prepared_.end()) {
+                Result prepared(PQprepare(conn, name, sql, count, nullptr), &PQclear);
+                // 42P05: the session has it already (this side had forgotten it, below).
+                if (sqlstate(prepared) != "42P05") {
+                    check(std::move(prepared), PGRES_COMMAND_OK, sql);
+                }
                 prepared_.emplace_back(name);
             }
             Result result(PQexecPrepared(conn, name, count, values.data(), nullptr, nullptr, 1),
                           &PQclear);
-            const char* state =
-                result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
-            if (!retried && state != nullptr && std::string_view(state) == "26000") {
-                // The statement is gone (a session reset): prepare it again, once.
-                prepared_.clear();
+            if (!retried && sqlstate(result) == "26000") {
+                // The statement is gone from the session (DEALLOCATE, a reset): prepare it
+                // again, once; the others this side knows of may be gone too, and are found
+                // out the same way.
+                prepared_.erase(std::find(prepared_.begin(), prepared_.end(), name));
                 continue;
             }
             return check(std::move(result), PGRES_TUPLES_OK, sql);
@@ -191,6 +196,11 @@ class Connection final : public pqxx::connection_base {
     }
 
   private:
+    static std::string_view sqlstate(const Result& result) {
+        const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
+        return state != nullptr ? std::string_view(state) : std::string_view();
+    }
+
     Result check(Result result, ExecStatusType expected, const char* sql) const {
         if (result && PQresultStatus(result.get()) == expected) {
             return result;
@@ -468,9 +478,10 @@ class PgTx final : public SqlTx {
     /// fields, bench/README.md), otherwise in text format. The COPY stays open while the next
     /// calls insert into the same table and columns, so the server stores rows while this
     /// thread formats the next ones (one COPY per call, each waiting for the server's answer,
-    /// left both sides idle half the time); anything else run in the transaction ends it
-    /// first, and so must the transaction's owner before it commits (end_copy). A COPY's
-    /// errors surface when it ends.
+    /// left both sides idle half the time); anything else run through this object ends it
+    /// first, and so must the transaction's owner before it runs anything on the transaction
+    /// itself or commits (end_copy): libpq would end an open binary COPY without a word, and
+    /// its rows would be lost. A COPY's errors surface when it ends.
     void insert_rows(const std::string& table, const std::vector<std::string>& columns,
                      const std::vector<SqlValue>& values) override {
         const std::size_t width = columns.size();
@@ -549,6 +560,9 @@ class PgTx final : public SqlTx {
                 PQclear(r);
             }
             if (!error.empty()) {
+                if (PQstatus(libpq_) != CONNECTION_OK) {
+                    throw pqxx::broken_connection(error);
+                }
                 throw pqxx::sql_error(error, "COPY " + copy_table_ + " FROM STDIN (binary)",
                                       sqlstate.empty() ? nullptr : sqlstate.c_str());
             }
@@ -562,17 +576,24 @@ class PgTx final : public SqlTx {
         if (libpq_ == nullptr) {
             return false;
         }
-        // The columns' types, asked at each COPY's start: a cache could outlive a table
-        // dropped and made again with other types.
-        const auto types = tx_.exec_params(
-            "SELECT attname, atttypid::int8 FROM pg_attribute "
-            "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-            copy_table_);
+        // The columns' types, asked once per table in each transaction: a cache across
+        // transactions could outlive a table dropped and made again with other types.
+        auto known = column_types_.find(copy_table_);
+        if (known == column_types_.end()) {
+            std::vector<std::pair<std::string, std::int64_t>> types;
+            for (const auto& row : tx_.exec_params(
+                     "SELECT attname, atttypid::int8 FROM pg_attribute "
+                     "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                     copy_table_)) {
+                types.emplace_back(row[0].c_str(), row[1].as<std::int64_t>());
+            }
+            known = column_types_.emplace(copy_table_, std::move(types)).first;
+        }
         binary_columns_.assign(copy_columns_.size(), BinaryColumn::none);
         for (std::size_t i = 0; i < copy_columns_.size(); ++i) {
-            for (const auto& row : types) {
-                if (std::string_view(row[0].c_str(), row[0].size()) == copy_columns_[i]) {
-                    binary_columns_[i] = binary_column(row[1].as<std::int64_t>());
+            for (const auto& [name, type] : known->second) {
+                if (name == copy_columns_[i]) {
+                    binary_columns_[i] = binary_column(type);
                     break;
                 }
             }
@@ -702,6 +723,7 @@ class PgTx final : public SqlTx {
     PGconn* libpq_;
     bool binary_open_ = false;
     std::vector<BinaryColumn> binary_columns_;
+    std::map<std::string, std::vector<std::pair<std::string, std::int64_t>>> column_types_;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     std::unique_ptr<pqxx::tablewriter> copy_;

@@ -352,6 +352,12 @@ TEST_CASE("events read in binary format are what the server holds, field by fiel
     store->query("DEALLOCATE oe_read_all_binary");
     CHECK(store->read_all(10, 5).size() == 5);
     CHECK(store->read_all(10, 5).front().global_position == all[10].global_position);
+    // The other statement, still in the session, serves on; dropped too, it is prepared again.
+    // (By name: DEALLOCATE ALL would drop libpqxx's statements on the connection too.)
+    CHECK(store->read_stream("order-1", 3, 100).size() == 6);
+    store->query("DEALLOCATE oe_read_stream_binary");
+    CHECK(store->read_stream("order-1", 3, 100).size() == 6);
+    CHECK(store->read_all(10, 5).size() == 5);
 }
 
 TEST_CASE("bulk inserts travel as binary COPY into integer and text columns, as text otherwise") {
@@ -430,6 +436,32 @@ TEST_CASE("bulk inserts travel as binary COPY into integer and text columns, as 
     CHECK(store->query("SELECT count(*) FROM test_bin WHERE k = 'f'")[0][0] ==
           std::optional<std::string>("0"));
     CHECK(store->query("SELECT count(*) FROM test_bin")[0][0] == std::optional<std::string>("15"));
+}
+
+TEST_CASE("a connection lost in the middle of a binary COPY fails the commit as lost") {
+    test::TestDatabase db(test::Backend::postgresql);
+    auto store = db.open();
+    store->commit_projections(
+        {}, [&](SqlTx& tx) { tx.exec("CREATE TABLE test_lost (k TEXT PRIMARY KEY, n BIGINT)"); });
+    try {
+        store->commit_projections({}, [&](SqlTx& tx) {
+            const auto pid = tx.query("SELECT pg_backend_pid()")[0][0].value_or("0");
+            tx.insert_rows("test_lost", {"k", "n"}, {std::string("a"), std::int64_t{1}});
+            CHECK(exec_as(db.url(), "SELECT pg_terminate_backend(" + pid + ", 10000)") ==
+                  std::nullopt);
+            std::vector<SqlValue> more;
+            for (int i = 0; i < 20000; ++i) {  // Enough to reach the dead socket.
+                more.emplace_back(fmt::format("b{}", i));
+                more.emplace_back(std::int64_t{i});
+            }
+            tx.insert_rows("test_lost", {"k", "n"}, more);
+        });
+        FAIL("the commit went through");
+    } catch (const StoreError& e) {
+        CHECK(std::string(e.what()).find("connection lost") != std::string::npos);
+    }
+    // The broken connection left the pool; the store goes on with a new one.
+    CHECK(store->query("SELECT count(*) FROM test_lost")[0][0] == std::optional<std::string>("0"));
 }
 
 TEST_CASE("indexes deferred during a bulk load are built again with the same definitions") {
