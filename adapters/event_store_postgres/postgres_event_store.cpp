@@ -420,10 +420,42 @@ void append_big_endian(std::string& out, T value) {
     out.append(bytes, sizeof(U));
 }
 
+/// The types of the columns bulk inserts go to, by table name, shared by a store's
+/// transactions: asked from pg_attribute at a table's first COPY, not at every one (a live
+/// projector's batch is a few rows). A table's entry is forgotten when a binary COPY into it
+/// fails, so a table dropped and made again with other types (read models change only by
+/// migration, before a store opens) costs at most one failed transaction.
+class ColumnTypes {
+  public:
+    using Columns = std::vector<std::pair<std::string, std::int64_t>>;  // Name, type OID.
+
+    [[nodiscard]] std::shared_ptr<const Columns> find(const std::string& table) const {
+        const std::lock_guard lock(mutex_);
+        const auto found = tables_.find(table);
+        return found == tables_.end() ? nullptr : found->second;
+    }
+    std::shared_ptr<const Columns> keep(const std::string& table, Columns columns) {
+        auto kept = std::make_shared<const Columns>(std::move(columns));
+        const std::lock_guard lock(mutex_);
+        tables_[table] = kept;
+        return kept;
+    }
+    void forget(const std::string& table) {
+        const std::lock_guard lock(mutex_);
+        tables_.erase(table);
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::map<std::string, std::shared_ptr<const Columns>> tables_;
+};
+
 class PgTx final : public SqlTx {
   public:
-    /// `libpq`: the transaction's connection's handle, for binary COPY (null: text only).
-    explicit PgTx(pqxx::work& tx, PGconn* libpq = nullptr) : tx_(tx), libpq_(libpq) {}
+    /// `libpq`: the transaction's connection's handle, for binary COPY (null: text only);
+    /// `types`: the store's column types (null: this transaction's own).
+    explicit PgTx(pqxx::work& tx, PGconn* libpq = nullptr, ColumnTypes* types = nullptr)
+        : tx_(tx), libpq_(libpq), types_(types != nullptr ? types : &own_types_) {}
     ~PgTx() override {
         if (binary_open_) {
             // Left by an exception: end the COPY as failed, so the transaction's rollback can
@@ -560,6 +592,7 @@ class PgTx final : public SqlTx {
                 PQclear(r);
             }
             if (!error.empty()) {
+                types_->forget(copy_table_);
                 if (PQstatus(libpq_) != CONNECTION_OK) {
                     throw pqxx::broken_connection(error);
                 }
@@ -576,22 +609,23 @@ class PgTx final : public SqlTx {
         if (libpq_ == nullptr) {
             return false;
         }
-        // The columns' types, asked once per table in each transaction: a cache across
-        // transactions could outlive a table dropped and made again with other types.
-        auto known = column_types_.find(copy_table_);
-        if (known == column_types_.end()) {
-            std::vector<std::pair<std::string, std::int64_t>> types;
+        auto known = types_->find(copy_table_);
+        if (!known) {
+            ColumnTypes::Columns types;
             for (const auto& row : tx_.exec_params(
                      "SELECT attname, atttypid::int8 FROM pg_attribute "
                      "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
                      copy_table_)) {
                 types.emplace_back(row[0].c_str(), row[1].as<std::int64_t>());
             }
-            known = column_types_.emplace(copy_table_, std::move(types)).first;
+            if (types.empty()) {
+                return false;  // No such table (yet): text COPY says so.
+            }
+            known = types_->keep(copy_table_, std::move(types));
         }
         binary_columns_.assign(copy_columns_.size(), BinaryColumn::none);
         for (std::size_t i = 0; i < copy_columns_.size(); ++i) {
-            for (const auto& [name, type] : known->second) {
+            for (const auto& [name, type] : *known) {
                 if (name == copy_columns_[i]) {
                     binary_columns_[i] = binary_column(type);
                     break;
@@ -637,6 +671,7 @@ class PgTx final : public SqlTx {
             }
             const auto& text = std::get<std::string>(value);
             if (text.size() > static_cast<std::size_t>(INT32_MAX)) {
+                types_->forget(copy_table_);
                 throw std::invalid_argument(fmt::format("a value for {}.{} is too long",
                                                         copy_table_, copy_columns_[column]));
             }
@@ -651,6 +686,7 @@ class PgTx final : public SqlTx {
             const auto& text = std::get<std::string>(value);
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
             if (ec != std::errc{} || end != text.data() + text.size()) {
+                types_->forget(copy_table_);
                 throw std::invalid_argument(fmt::format("{}.{} takes an integer, not '{}'",
                                                         copy_table_, copy_columns_[column], text));
             }
@@ -658,6 +694,7 @@ class PgTx final : public SqlTx {
         const auto fits = [&](auto limit_type) {
             using L = decltype(limit_type);
             if (number < std::numeric_limits<L>::min() || number > std::numeric_limits<L>::max()) {
+                types_->forget(copy_table_);
                 throw std::invalid_argument(fmt::format("{} is out of range for {}.{} ({}-bit)",
                                                         number, copy_table_, copy_columns_[column],
                                                         sizeof(L) * 8));
@@ -723,7 +760,8 @@ class PgTx final : public SqlTx {
     PGconn* libpq_;
     bool binary_open_ = false;
     std::vector<BinaryColumn> binary_columns_;
-    std::map<std::string, std::vector<std::pair<std::string, std::int64_t>>> column_types_;
+    ColumnTypes own_types_;
+    ColumnTypes* types_;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     std::unique_ptr<pqxx::tablewriter> copy_;
@@ -1000,7 +1038,7 @@ class PostgresEventStore final : public EventStore {
                                     name, stored, move.from));
                 }
             }
-            PgTx sql(tx, conn.libpq());
+            PgTx sql(tx, conn.libpq(), &column_types_);
             apply(sql);
             sql.end_copy();
             for (const auto& move : moves) {
@@ -1148,7 +1186,7 @@ class PostgresEventStore final : public EventStore {
                 tx.commit();  // Ends the hold (the row locks); nothing was written.
                 return;
             }
-            PgTx sql(tx, own->libpq());
+            PgTx sql(tx, own->libpq(), &column_types_);
             const auto next = apply(positions, sql);
             sql.end_copy();
             OE_INVARIANT(next.size() == positions.size(), "one position per projection");
@@ -1772,6 +1810,7 @@ class PostgresEventStore final : public EventStore {
     std::thread listener_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> priority_warned_{false};
+    ColumnTypes column_types_;  // Of the tables bulk inserts go to (PgTx).
 };
 
 }  // namespace

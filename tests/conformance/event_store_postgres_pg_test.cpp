@@ -435,6 +435,25 @@ TEST_CASE("bulk inserts travel as binary COPY into integer and text columns, as 
     }
     CHECK(store->query("SELECT count(*) FROM test_bin WHERE k = 'f'")[0][0] ==
           std::optional<std::string>("0"));
+
+    // Column types are kept per store: a table made again with other types costs at most one
+    // failed transaction (the kept types are forgotten when a COPY into the table fails).
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec("CREATE TABLE test_retype (k TEXT PRIMARY KEY, n INTEGER)");
+        tx.insert_rows("test_retype", {"k", "n"}, {std::string("a"), std::int64_t{1}});
+    });
+    store->commit_projections({}, [&](SqlTx& tx) {
+        tx.exec("DROP TABLE test_retype");
+        tx.exec("CREATE TABLE test_retype (k TEXT PRIMARY KEY, n BIGINT)");
+    });
+    const auto big_row = [&](SqlTx& tx) {
+        tx.insert_rows("test_retype", {"k", "n"}, {std::string("b"), std::int64_t{1} << 40});
+    };
+    CHECK_THROWS_WITH(store->commit_projections({}, big_row),
+                      doctest::Contains("out of range for test_retype.n (32-bit)"));
+    store->commit_projections({}, big_row);
+    CHECK(store->query("SELECT n FROM test_retype")[0][0] ==
+          std::optional<std::string>("1099511627776"));
     CHECK(store->query("SELECT count(*) FROM test_bin")[0][0] == std::optional<std::string>("15"));
 }
 
