@@ -1,6 +1,4 @@
 #include <algorithm>
-#include <array>
-#include <charconv>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -14,6 +12,7 @@
 #include <oe/kernel/time.hpp>
 #include <oe/model/config_keys.hpp>
 #include <oe/pricing/pricing.hpp>
+#include <oe/projections/order_lines.hpp>
 #include <oe/projections/projection.hpp>
 
 namespace oe::projections {
@@ -83,40 +82,6 @@ std::string sla_json(const Map& sla_hours) {
     }
     sla.push_back('}');
     return sla;
-}
-
-/// The order view's lines, as rm_orders stores them. Appended piece by piece: a rebuild
-/// writes ~1.5M lines for 500k orders, and fmt's format-string path cost ~1,900 instructions
-/// a line (callgrind).
-std::string lines_json(const std::vector<events::PricedLine>& priced) {
-    std::string lines = "[";
-    lines.reserve(priced.size() * 112 + 2);
-    // Each line's numbers into one buffer, appended at once (room for five keys and five
-    // numbers of at most 20 characters).
-    std::array<char, 192> buffer{};
-    std::size_t used = 0;
-    const auto put = [&buffer, &used](std::string_view key, std::int64_t value) {
-        std::copy(key.begin(), key.end(), buffer.begin() + static_cast<std::ptrdiff_t>(used));
-        used += key.size();
-        std::array<char, 20> digits{};
-        const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
-        std::copy(digits.data(), end, buffer.begin() + static_cast<std::ptrdiff_t>(used));
-        used += static_cast<std::size_t>(end - digits.data());
-    };
-    for (const auto& line : priced) {
-        lines += lines.size() > 1 ? std::string_view(",{\"sku\":") : std::string_view("{\"sku\":");
-        append_json_string(lines, line.sku);
-        used = 0;
-        put(",\"qty\":", line.qty);
-        put(",\"base_price\":", line.base_price_idr);
-        put(",\"unit_price\":", line.unit_price_idr);
-        put(",\"discount_bps\":", line.discount_bps);
-        put(",\"line_total\":", line.line_total_idr);
-        buffer[used++] = '}';
-        lines.append(buffer.data(), used);
-    }
-    lines.push_back(']');
-    return lines;
 }
 
 /// A projection whose tables are named with a suffix: "" for the live read model,
@@ -433,7 +398,7 @@ class OrdersProjection final : public TabledProjection {
                 order.partner_id,
                 std::string(events::to_string(order.status)),
                 std::string(events::to_string(p.tier)),
-                lines_json(p.lines),
+                stored_order_lines(p.lines),
                 p.subtotal_idr,
                 p.loyalty_points,
                 text_or_null(order.warehouse_id),
@@ -477,7 +442,7 @@ class OrdersProjection final : public TabledProjection {
                         const auto& p = order->placed;
                         tx.exec(insert_sql_,
                                 {order_id, p.partner_id, std::string(events::to_string(p.tier)),
-                                 lines_json(p.lines), p.subtotal_idr, p.loyalty_points,
+                                 stored_order_lines(p.lines), p.subtotal_idr, p.loyalty_points,
                                  format_iso8601_us(p.placed_at_us), p.placed_by,
                                  text_or_null(p.on_behalf_of), order->placed_position});
                     }

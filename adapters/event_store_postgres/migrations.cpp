@@ -228,6 +228,29 @@ BEGIN
 END
 $migration$;
 )sql"},
+        {5,
+         "rm_orders keeps each order line positionally: [sku, qty, base_price, unit_price, "
+         "discount_bps, line_total]",
+         R"sql(
+-- The order view's form named every field on every line: two thirds of the column, and the
+-- column half of each row. The API renders the view's form from this one
+-- (projections/order_lines.hpp). Rows already converted (or written by this version) start
+-- with '[[' and are left alone; the shadow table too, so a rebuild finds both sides alike.
+UPDATE rm_orders o SET lines = (
+    SELECT '[' || COALESCE(string_agg('[' || to_json(l ->> 'sku')::text || ',' || (l ->> 'qty')
+               || ',' || (l ->> 'base_price') || ',' || (l ->> 'unit_price') || ','
+               || (l ->> 'discount_bps') || ',' || (l ->> 'line_total') || ']', ',' ORDER BY n),
+           '') || ']'
+    FROM json_array_elements(o.lines::json) WITH ORDINALITY AS e(l, n))
+WHERE o.lines LIKE '[{%';
+UPDATE rm_orders_rebuild o SET lines = (
+    SELECT '[' || COALESCE(string_agg('[' || to_json(l ->> 'sku')::text || ',' || (l ->> 'qty')
+               || ',' || (l ->> 'base_price') || ',' || (l ->> 'unit_price') || ','
+               || (l ->> 'discount_bps') || ',' || (l ->> 'line_total') || ']', ',' ORDER BY n),
+           '') || ']'
+    FROM json_array_elements(o.lines::json) WITH ORDINALITY AS e(l, n))
+WHERE o.lines LIKE '[{%';
+)sql"},
     };
     return all;
 }

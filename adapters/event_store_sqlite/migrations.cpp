@@ -157,6 +157,33 @@ CREATE TABLE rm_system_config_rebuild (
          R"sql(
 CREATE INDEX rm_orders_rebuild_partner ON rm_orders_rebuild (partner_id, order_id);
 )sql"},
+        {5,
+         "rm_orders keeps each order line positionally: [sku, qty, base_price, unit_price, "
+         "discount_bps, line_total]",
+         R"sql(
+-- The order view's form named every field on every line: two thirds of the column, and the
+-- column half of each row. The API renders the view's form from this one
+-- (projections/order_lines.hpp). Rows already converted (or written by this version) start
+-- with '[[' and are left alone; the shadow table too, so a rebuild finds both sides alike.
+UPDATE rm_orders SET lines = (
+    SELECT '[' || COALESCE(group_concat(line, ','), '') || ']' FROM (
+        SELECT '[' || json_quote(json_extract(value, '$.sku')) || ','
+               || json_extract(value, '$.qty') || ',' || json_extract(value, '$.base_price')
+               || ',' || json_extract(value, '$.unit_price') || ','
+               || json_extract(value, '$.discount_bps') || ','
+               || json_extract(value, '$.line_total') || ']' AS line
+        FROM json_each(rm_orders.lines) ORDER BY key))
+WHERE lines LIKE '[{%';
+UPDATE rm_orders_rebuild SET lines = (
+    SELECT '[' || COALESCE(group_concat(line, ','), '') || ']' FROM (
+        SELECT '[' || json_quote(json_extract(value, '$.sku')) || ','
+               || json_extract(value, '$.qty') || ',' || json_extract(value, '$.base_price')
+               || ',' || json_extract(value, '$.unit_price') || ','
+               || json_extract(value, '$.discount_bps') || ','
+               || json_extract(value, '$.line_total') || ']' AS line
+        FROM json_each(rm_orders_rebuild.lines) ORDER BY key))
+WHERE lines LIKE '[{%';
+)sql"},
     };
     return all;
 }

@@ -1,5 +1,6 @@
 #include <oe/app/finance.hpp>
 
+#include <oe/projections/order_lines.hpp>
 #include <oe/projections/projection.hpp>
 
 #include <algorithm>
@@ -100,7 +101,9 @@ void model_rows(const CommerceState& state, ReplayModel model, ReplayTable& tabl
             } else if (std::holds_alternative<std::int64_t>(value)) {
                 cells.emplace_back(std::get<std::int64_t>(value));
             } else if (model == ReplayModel::orders && table.columns[i] == "lines") {
-                cells.emplace_back(JsonText{std::move(std::get<std::string>(value))});
+                // The order view's form, as the API shows an order (rm_orders keeps it shorter).
+                cells.emplace_back(
+                    JsonText{projections::order_lines_view(std::get<std::string>(value))});
             } else {
                 cells.emplace_back(std::move(std::get<std::string>(value)));
             }

@@ -35,6 +35,7 @@
 #include <oe/kernel/metrics.hpp>
 #include <oe/kernel/time.hpp>
 #include <oe/model/config_keys.hpp>
+#include <oe/projections/order_lines.hpp>
 #include <oe/projections/rebuild.hpp>
 #include <oe/projections/runner.hpp>
 
@@ -154,9 +155,9 @@ std::string order_view(const SqlRow& row) {
         R"({{"order_id":{},"partner_id":{},"status":{},"tier":{},"lines":{},"subtotal":{},)"
         R"("loyalty_points":{},"warehouse":{},"placed_at":{},"placed_by":{},"on_behalf_of":{},)"
         R"("erp_order_ref":{}}})",
-        text(row[0]), text(row[1]), text(row[2]), text(row[3]), row[4].value_or("[]"),
-        number(row[5]), number(row[6]), text(row[7]), text(row[8]), text(row[9]), text(row[10]),
-        text(row[11]));
+        text(row[0]), text(row[1]), text(row[2]), text(row[3]),
+        projections::order_lines_view(row[4].value_or("[]")), number(row[5]), number(row[6]),
+        text(row[7]), text(row[8]), text(row[9]), text(row[10]), text(row[11]));
 }
 
 /// Lower-case hex SHA-256.

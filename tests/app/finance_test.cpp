@@ -14,6 +14,7 @@
 #include <oe/commands/command_service.hpp>
 #include <oe/events/events.hpp>
 #include <oe/kernel/time.hpp>
+#include <oe/projections/order_lines.hpp>
 #include <oe/projections/runner.hpp>
 
 #include "support/test_database.hpp"
@@ -149,6 +150,14 @@ std::vector<SqlRow> live_rows(EventStore& store, const ReplayTable& shape) {
         columns += (columns.empty() ? "" : ", ") + c;
     }
     auto rows = store.query("SELECT " + columns + " FROM " + table_of(shape.model));
+    // rm_orders keeps the lines positionally; a replay shows the order view's form.
+    const auto lines = std::find(shape.columns.begin(), shape.columns.end(), "lines");
+    if (shape.model == ReplayModel::orders && lines != shape.columns.end()) {
+        const auto at = static_cast<std::size_t>(lines - shape.columns.begin());
+        for (auto& row : rows) {
+            row[at] = projections::order_lines_view(row[at].value());
+        }
+    }
     std::sort(rows.begin(), rows.end());
     return rows;
 }

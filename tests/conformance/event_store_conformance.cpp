@@ -687,6 +687,43 @@ TEST_SUITE("event store conformance") {
         CHECK_THROWS_AS(app::migrate(db.url()), SchemaTooNew);
     }
 
+    TEST_CASE("migration 5 rewrites rm_orders' lines positionally, and only rows in the old form") {
+        TestDatabase db(backend);
+        const auto insert = [&](const std::string& table, const std::string& id,
+                                const std::string& lines) {
+            REQUIRE_FALSE(db.exec_raw("INSERT INTO " + table +
+                                      " (order_id, partner_id, status, tier, lines, subtotal, "
+                                      "loyalty_points, placed_at, placed_by, placed_position) "
+                                      "VALUES ('" +
+                                      id + "', 'P-1', 'placed', 'GOLD', '" + lines +
+                                      "', 1, 0, '2026-11-28T00:00:00.000000Z', 'P-1', 1)")
+                              .has_value());
+        };
+        // What versions before migration 5 wrote: the order view's form.
+        insert("rm_orders", "O-1",
+               R"([{"sku":"SERUM-30","qty":10,"base_price":100001,"unit_price":90001,)"
+               R"("discount_bps":1000,"line_total":900010},{"sku":"TONER_100","qty":1,)"
+               R"("base_price":55000,"unit_price":55000,"discount_bps":0,"line_total":55000}])");
+        insert("rm_orders", "O-2", "[]");
+        insert("rm_orders", "O-3", R"([["KEPT",1,2,3,4,5]])");
+        insert("rm_orders_rebuild", "O-1",
+               R"([{"sku":"A-1","qty":3,"base_price":7,"unit_price":7,"discount_bps":0,)"
+               R"("line_total":21}])");
+        // As if migration 5 had not run yet.
+        REQUIRE_FALSE(
+            db.exec_raw("DELETE FROM oe_schema_migrations WHERE version = 5").has_value());
+        CHECK_THROWS_AS((void)db.open(), StoreError);
+        CHECK(app::migrate(db.url()) == 5);
+        CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-1'") ==
+              R"([["SERUM-30",10,100001,90001,1000,900010],["TONER_100",1,55000,55000,0,55000]])");
+        CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-2'") == "[]");
+        CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-3'") ==
+              R"([["KEPT",1,2,3,4,5]])");
+        CHECK(db.query_raw("SELECT lines FROM rm_orders_rebuild WHERE order_id = 'O-1'") ==
+              R"([["A-1",3,7,7,0,21]])");
+        CHECK(db.open() != nullptr);
+    }
+
     TEST_CASE("an unmigrated database is refused with a hint to migrate") {
         TestDatabase db(backend, /*run_migrations=*/false);
         if (backend == oe::test::Backend::sqlite) {

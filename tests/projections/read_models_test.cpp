@@ -99,9 +99,9 @@ TEST_SUITE("read models") {
               "WH-JKT");
         CHECK(db.query_raw("SELECT placed_by FROM rm_orders WHERE order_id = 'O-TEST-1'") ==
               "admin-7");
+        // The lines positionally (sku, qty, base_price, unit_price, discount_bps, line_total).
         CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-TEST-1'") ==
-              R"([{"sku":"SERUM-30","qty":10,"base_price":100001,"unit_price":90001,)"
-              R"("discount_bps":1000,"line_total":900010}])");
+              R"([["SERUM-30",10,100001,90001,1000,900010]])");
         // system_config: defaults at version 0.
         CHECK(db.query_raw("SELECT value FROM rm_system_config WHERE key = 'erp.max_rps'") ==
               "\"2.00\"");
