@@ -164,25 +164,26 @@ CREATE INDEX rm_orders_rebuild_partner ON rm_orders_rebuild (partner_id, order_i
 -- The order view's form named every field on every line: two thirds of the column, and the
 -- column half of each row. The API renders the view's form from this one
 -- (projections/order_lines.hpp). Rows already converted (or written by this version) start
--- with '[[' and are left alone; the shadow table too, so a rebuild finds both sides alike.
+-- with '[[' and are left alone. A line missing a field, or with a field of another type, makes
+-- its row's value NULL, which the column refuses: the migration fails rather than drop the
+-- line. (500k orders: ~14 s on the project's 2-core machine.)
 UPDATE rm_orders SET lines = (
-    SELECT '[' || COALESCE(group_concat(line, ','), '') || ']' FROM (
-        SELECT '[' || json_quote(json_extract(value, '$.sku')) || ','
-               || json_extract(value, '$.qty') || ',' || json_extract(value, '$.base_price')
-               || ',' || json_extract(value, '$.unit_price') || ','
-               || json_extract(value, '$.discount_bps') || ','
-               || json_extract(value, '$.line_total') || ']' AS line
-        FROM json_each(rm_orders.lines) ORDER BY key))
+    SELECT CASE WHEN count(line) = count(*)
+                THEN '[' || COALESCE(group_concat(line, ','), '') || ']' END
+    FROM (SELECT CASE WHEN json_type(value, '$.sku') = 'text'
+                           AND json_type(value, '$.qty') = 'integer'
+                           AND json_type(value, '$.base_price') = 'integer'
+                           AND json_type(value, '$.unit_price') = 'integer'
+                           AND json_type(value, '$.discount_bps') = 'integer'
+                           AND json_type(value, '$.line_total') = 'integer'
+                      THEN json_extract(value, '$.sku', '$.qty', '$.base_price',
+                                        '$.unit_price', '$.discount_bps', '$.line_total')
+                 END AS line
+          FROM json_each(rm_orders.lines) ORDER BY key))
 WHERE lines LIKE '[{%';
-UPDATE rm_orders_rebuild SET lines = (
-    SELECT '[' || COALESCE(group_concat(line, ','), '') || ']' FROM (
-        SELECT '[' || json_quote(json_extract(value, '$.sku')) || ','
-               || json_extract(value, '$.qty') || ',' || json_extract(value, '$.base_price')
-               || ',' || json_extract(value, '$.unit_price') || ','
-               || json_extract(value, '$.discount_bps') || ','
-               || json_extract(value, '$.line_total') || ']' AS line
-        FROM json_each(rm_orders_rebuild.lines) ORDER BY key))
-WHERE lines LIKE '[{%';
+-- The shadow table holds what the last rebuild swapped out, which nothing reads and the next
+-- rebuild empties first anyway.
+DELETE FROM rm_orders_rebuild;
 )sql"},
     };
     return all;
