@@ -40,7 +40,14 @@ start_demo_server() {
     fi
     DATABASE_URL="$db_url" PORT=$port ERP_SIM_PORT=$erp_port "$bin" serve --demo 2>"$work/serve.log" &
     server=$!
-    until curl -fs "$base/health" >/dev/null; do sleep 0.05; done
+    until curl -fs "$base/health" >/dev/null; do
+        if ! kill -0 "$server" 2>/dev/null; then
+            echo "the server exited before it answered /health:" >&2
+            tail -5 "$work/serve.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
     token=$("$bin" token --role reseller --partner P-004)
     admin=$("$bin" token --role admin)
     curl -fs -X PATCH -H "Authorization: Bearer $admin" -H "Idempotency-Key: bench-credit" \

@@ -34,6 +34,8 @@ if [[ -n "${LOG_EVENTS:-}" ]]; then
             "$rebuild_bench" --backend sqlite --events "$LOG_EVENTS" --keep "$seed" >/dev/null
         fi
         export SEED_DB=$seed
+        # A seed cached by an older binary is migrated once here, not on every server start.
+        DATABASE_URL="sqlite://$seed" "$bin" migrate >/dev/null || exit 1
     else
         export SEED_PG_DB=oe_rebuild_checkout_seed_$LOG_EVENTS
         if [[ -z "$(psql -Atq "${OE_TEST_PG_ADMIN_URL:?run through scripts/with-test-services}" \
@@ -44,6 +46,7 @@ if [[ -n "${LOG_EVENTS:-}" ]]; then
             # (which made the first run alone slower than the others).
             psql -q "${OE_TEST_PG_ADMIN_URL%/*}/$SEED_PG_DB" -c "VACUUM (FREEZE, ANALYZE)"
         fi
+        DATABASE_URL="${OE_TEST_PG_ADMIN_URL%/*}/$SEED_PG_DB" "$bin" migrate >/dev/null || exit 1
     fi
 fi
 source "$(dirname "$0")/demo-server.sh"

@@ -1689,6 +1689,12 @@ Response Api::handle(const Request& request) {
         log(LogLevel::error, "store error",
             {{"path", std::string(request.path())}, {"error", e.what()}});
         return error_response(503, "unavailable", "the store is unavailable; retry");
+    } catch (const std::exception& e) {
+        // A bug or data no reader expects (a read-model row in no known form, say): logged with
+        // what it was, so the 500 can be traced.
+        log(LogLevel::error, "unexpected error",
+            {{"path", std::string(request.path())}, {"error", e.what()}});
+        return error_response(500, "internal", "internal error");
     }
 }
 

@@ -709,7 +709,8 @@ TEST_SUITE("event store conformance") {
         insert("rm_orders_rebuild", "O-1",
                R"([{"sku":"A-1","qty":3,"base_price":7,"unit_price":7,"discount_bps":0,)"
                R"("line_total":21}])");
-        // As if migration 5 had not run yet.
+        // As if migration 5 had not run yet. (The runner applies what is above the highest
+        // version recorded: once a migration 6 exists, this test must undo it too.)
         REQUIRE_FALSE(
             db.exec_raw("DELETE FROM oe_schema_migrations WHERE version = 5").has_value());
         CHECK_THROWS_AS((void)db.open(), StoreError);
@@ -733,11 +734,30 @@ TEST_SUITE("event store conformance") {
                    R"("line_total":5}])");
             REQUIRE_FALSE(
                 db.exec_raw("DELETE FROM oe_schema_migrations WHERE version = 5").has_value());
-            CHECK_THROWS((void)app::migrate(db.url()));
+            try {
+                (void)app::migrate(db.url());
+                FAIL("migrated a line without its line_total");
+            } catch (const StoreError& e) {
+                MESSAGE(std::string(e.what()));  // A NOT NULL violation on lines, on both backends.
+                CHECK(std::string(e.what()).find("lines") != std::string::npos);
+            }
             CHECK(db.query_raw("SELECT MAX(version) FROM oe_schema_migrations") == "4");
+            CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-4'") ==
+                  R"([{"sku":"A-1","qty":3,"base_price":7,"unit_price":7,"discount_bps":0,)"
+                  R"("line_total":21},{"sku":"B-2","qty":1,"base_price":5,"unit_price":5,)"
+                  R"("discount_bps":0}])");
             CHECK(db.query_raw("SELECT lines FROM rm_orders WHERE order_id = 'O-5'") ==
                   R"([{"sku":"C-3","qty":1,"base_price":5,"unit_price":5,"discount_bps":0,)"
                   R"("line_total":5}])");
+        }
+        SUBCASE("a number that is not an integer fails the migration") {
+            insert("rm_orders", "O-6",
+                   R"([{"sku":"A-1","qty":1.5,"base_price":7,"unit_price":7,"discount_bps":0,)"
+                   R"("line_total":21}])");
+            REQUIRE_FALSE(
+                db.exec_raw("DELETE FROM oe_schema_migrations WHERE version = 5").has_value());
+            CHECK_THROWS_AS((void)app::migrate(db.url()), StoreError);
+            CHECK(db.query_raw("SELECT MAX(version) FROM oe_schema_migrations") == "4");
         }
     }
 

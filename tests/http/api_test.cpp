@@ -170,6 +170,20 @@ TEST_SUITE("api") {
         CHECK(w.get("/api/orders?price=1", token(auth::Role::reseller, "P-1")).status == 400);
     }
 
+    TEST_CASE("a read-model row in no known form is a 500 with the error body, not a crash") {
+        World w;
+        (void)w.get("/api/orders/O-P1-A", token(auth::Role::reseller, "P-1"));  // Projected.
+        REQUIRE_FALSE(
+            w.db.exec_raw("UPDATE rm_orders SET lines = '[[oops' WHERE order_id = 'O-P1-A'")
+                .has_value());
+        const auto one = w.get("/api/orders/O-P1-A", token(auth::Role::reseller, "P-1"));
+        CHECK(one.status == 500);
+        CHECK(one.body == R"({"error":{"code":"internal","message":"internal error"}})");
+        CHECK(w.get("/api/orders", token(auth::Role::reseller, "P-1")).status == 500);
+        // Another partner's orders are unaffected.
+        CHECK(w.get("/api/orders/O-P2-A", token(auth::Role::reseller, "P-2")).status == 200);
+    }
+
     TEST_CASE("authentication, roles and masquerade errors have the SPEC codes") {
         World w;
         auto code_of = [](const http::Response& r) {

@@ -2,6 +2,8 @@
 // view must be byte for byte what the API showed before the column was shortened (and what
 // POST /api/orders answers from the event), and anything else must be refused, not guessed.
 
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +45,18 @@ TEST_CASE("a sku that needs escaping and a negative number survive the round tri
           R"("line_total":5}])");
 }
 
+TEST_CASE("the widest numbers fit, in every position") {
+    constexpr std::int64_t least = std::numeric_limits<std::int64_t>::min();
+    const std::vector<PricedLine> lines{{"S", least, least, least, -2147483647 - 1, least}};
+    const auto stored = stored_order_lines(lines);
+    CHECK(stored == R"([["S",-9223372036854775808,-9223372036854775808,-9223372036854775808,)"
+                    R"(-2147483648,-9223372036854775808]])");
+    CHECK(order_lines_view(stored) ==
+          R"([{"sku":"S","qty":-9223372036854775808,"base_price":-9223372036854775808,)"
+          R"("unit_price":-9223372036854775808,"discount_bps":-2147483648,)"
+          R"("line_total":-9223372036854775808}])");
+}
+
 TEST_CASE("the view's own form (rows written before migration 5) passes unchanged") {
     const std::string old = R"([{"sku":"SERUM-30","qty":10,"base_price":100001,"unit_price":90001,)"
                             R"("discount_bps":1000,"line_total":900010}])";
@@ -50,11 +64,26 @@ TEST_CASE("the view's own form (rows written before migration 5) passes unchange
 }
 
 TEST_CASE("anything else is refused with where it went wrong") {
-    for (const char* bad :
-         {"", "[", "]", "[[", "[[]]", R"([["A"]])", R"([["A",1,2,3,4]])", R"([["A",1,2,3,4,5,6]])",
-          R"([["A",1,2,3,4,5]")", R"([["A",1,2,3,4,5]] )", R"([["A",1,2,3,4,5],])",
-          R"([["A",1,2,x,4,5]])", R"([["A",1,2,-,4,5]])", R"([["A\"]])", R"([[A,1,2,3,4,5]])",
-          R"([["A",1,2,3,4,5]][])", "null"}) {
+    for (const char* bad : {"",
+                            "[",
+                            "]",
+                            "[[",
+                            "[[]]",
+                            R"([["A"]])",
+                            R"([["A",1,2,3,4]])",
+                            R"([["A",1,2,3,4,5,6]])",
+                            R"([["A",1,2,3,4,5]")",
+                            R"([["A",1,2,3,4,5]] )",
+                            R"([["A",1,2,3,4,5],])",
+                            R"([["A",1,2,x,4,5]])",
+                            R"([["A",1,2,-,4,5]])",
+                            R"([["A\"]])",
+                            R"([[A,1,2,3,4,5]])",
+                            R"([["A",1,2,3,4,5]][])",
+                            "null",
+                            R"([["A\)",
+                            R"([["A\)",
+                            R"([["A",1,2,3,4,5)"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS((void)order_lines_view(bad), std::invalid_argument);
     }
