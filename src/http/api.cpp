@@ -1,8 +1,10 @@
 #include <oe/http/api.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <vector>
@@ -294,6 +296,37 @@ struct Api::Impl {
 
     ApiDependencies deps;
 
+    // ---- Read your writes. The read models follow the log a few milliseconds behind it, so
+    // ---- a GET right after a 201 could miss the order it just placed (404), or show an
+    // ---- order as placed after its cancel answered 200. A read-model GET therefore waits
+    // ---- until the projectors have applied everything this process appended before it.
+
+    /// The last log position this process's API appended (0: nothing yet).
+    std::atomic<std::int64_t> written{0};
+    /// How long a read waits for the projectors before it answers from what they have.
+    static constexpr std::chrono::milliseconds read_your_writes_wait{1000};
+
+    void note_written(std::int64_t position) {
+        auto seen = written.load();
+        while (position > seen && !written.compare_exchange_weak(seen, position)) {
+        }
+    }
+
+    /// Returns once the read models hold every write this process made before the call, or
+    /// after read_your_writes_wait (then the read answers from what the projectors have,
+    /// and a warning is logged): a stuck projector makes reads stale, never hung.
+    void settle_reads(const Request& request) const {
+        const auto position = written.load();
+        if (deps.projections == nullptr || position == 0 ||
+            deps.projections->wait_for(position, read_your_writes_wait)) {
+            return;
+        }
+        log(LogLevel::warn, "read models are behind this process's writes; answering from them",
+            {{"trace_id", request.trace_id},
+             {"position", std::to_string(position)},
+             {"waited_ms", std::to_string(read_your_writes_wait.count())}});
+    }
+
     /// 401 unless a valid bearer token is presented.
     Step<auth::Principal> authenticate(const Request& request) const {
         const auto header = request.header("Authorization");
@@ -351,6 +384,7 @@ struct Api::Impl {
         if (!who.ok()) {
             return who.error();
         }
+        settle_reads(request);
         // The answer depends only on the read models, so it is kept per partner until the
         // projector has applied another batch (or a rebuild swapped tables in).
         const auto version = read_model_version();
@@ -442,6 +476,7 @@ struct Api::Impl {
         if (!who.ok()) {
             return who.error();
         }
+        settle_reads(request);
         const auto rows = deps.store.query(
             "SELECT partner_id, credit_limit, erp_debt, open_orders_total, available_credit, "
             "debt_synced_at FROM rm_credit WHERE partner_id = $1",
@@ -458,10 +493,12 @@ struct Api::Impl {
                         text(r[5])));
     }
 
-    Step<Response> order(const auth::Principal& p, std::string_view id) const {
+    Step<Response> order(const auth::Principal& p, std::string_view id,
+                         const Request& request) const {
         if (!commands::is_valid_id(id)) {
             return not_found();
         }
+        settle_reads(request);
         const auto rows = deps.store.query(
             fmt::format("SELECT {} FROM rm_orders WHERE order_id = $1", order_columns),
             {std::string(id)});
@@ -510,6 +547,7 @@ struct Api::Impl {
             values.emplace_back(found->second);
         }
         sql += fmt::format(" ORDER BY order_id LIMIT {}", limit + 1);
+        settle_reads(request);
         const auto rows = deps.store.query(sql, values);
         std::string body = R"({"orders":[)";
         const std::size_t shown = std::min(rows.size(), limit);
@@ -625,6 +663,9 @@ struct Api::Impl {
                 }
                 return record(idem, *response, metadata);
             });
+        if (result.ok()) {
+            note_written(result.value().append.last_position);
+        }
         if (!result.ok() && result.error().stream_id == idem.stream_id) {
             // Another instance stored an answer for this key first: that one counts.
             if (auto stored = replay(idem)) {
@@ -1419,7 +1460,10 @@ struct Api::Impl {
         auto response = action();
         if (storable(response.status)) {
             auto stored = deps.store.append({record(idem, response, metadata)});
-            if (!stored.ok()) {
+            if (stored.ok()) {
+                // After whatever the action appended (an ERP sync's stock and debt events).
+                note_written(stored.value().last_position);
+            } else {
                 if (auto replayed = replay(idem)) {
                     return std::move(*replayed);  // Another instance answered this key first.
                 }
@@ -1591,7 +1635,7 @@ struct Api::Impl {
             return orders(p, request);
         }
         if (get && parts.size() == 3 && parts[1] == "orders") {
-            return order(p, parts[2]);
+            return order(p, parts[2], request);
         }
         const bool post = request.method == "POST";
         if (post && parts.size() == 2 && parts[1] == "orders") {

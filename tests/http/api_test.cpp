@@ -265,6 +265,57 @@ TEST_SUITE("api") {
         CHECK(w.get("/api/orders/" + id, p1).body == first.body);
     }
 
+    TEST_CASE("read your writes: a GET right after a write sees it, without waiting") {
+        World w;
+        // Wired as `serve` wires it: the API knows the projectors, and nothing catches the read
+        // models up before a GET (World::get does; this test must not).
+        http::Api api{{*w.store, w.commands, w.config, w.registry, secret, nullptr, &w.runner}};
+        w.runner.catch_up();  // The world's set-up, written past this API, is in the read models.
+        auto call = [&](const std::string& method, const std::string& target,
+                        const std::string& bearer, const std::string& key = {}) {
+            http::Request r;
+            r.method = method;
+            r.target = target;
+            r.headers.emplace_back("Authorization", "Bearer " + bearer);
+            if (!key.empty()) {
+                r.headers.emplace_back("Idempotency-Key", key);
+                r.body = method == "POST" && target == "/api/orders"
+                             ? R"({"lines":[{"sku":"TONER","qty":2}]})"
+                             : "";
+            }
+            return api.handle(r);
+        };
+        auto field = [](const std::string& body, const std::string& name) {
+            const auto at = body.find("\"" + name + "\":") + name.size() + 3;
+            return body.substr(at, body.find_first_of(",}", at) - at);
+        };
+        const auto p2 = token(auth::Role::reseller, "P-2");
+        // P-2 is BRONZE (no discount): each order is 2 × 50,000 = 100,000 of open credit.
+        const auto open_before =
+            std::stoll(field(call("GET", "/api/credit", p2).body, "open_orders_total"));
+        constexpr int rounds = 20;
+        for (int i = 0; i < rounds; ++i) {
+            const auto placed = call("POST", "/api/orders", p2, fmt::format("ryw-{}", i));
+            REQUIRE(placed.status == 201);
+            const auto id = field(placed.body, "order_id");
+            const auto read = call("GET", "/api/orders/" + id.substr(1, id.size() - 2), p2);
+            REQUIRE(read.status == 200);
+            CHECK(read.body == placed.body);
+            CHECK(std::stoll(field(call("GET", "/api/credit", p2).body, "open_orders_total")) ==
+                  open_before + 100'000);
+            const auto listed = call("GET", "/api/orders?status=placed&limit=100", p2);
+            CHECK(listed.body.find(id) != std::string::npos);
+            const auto cancelled =
+                call("POST", "/api/orders/" + id.substr(1, id.size() - 2) + "/cancel", p2,
+                     fmt::format("ryw-cancel-{}", i));
+            REQUIRE(cancelled.status == 200);
+            CHECK(call("GET", "/api/orders/" + id.substr(1, id.size() - 2), p2).body ==
+                  cancelled.body);
+            CHECK(std::stoll(field(call("GET", "/api/credit", p2).body, "open_orders_total")) ==
+                  open_before);
+        }
+    }
+
     TEST_CASE("place order: bad bodies are 400 and not stored; business refusals are stored") {
         World w;
         const auto p1 = token(auth::Role::reseller, "P-1");
