@@ -1,10 +1,10 @@
 #include <oe/http/api.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <optional>
 #include <vector>
@@ -299,29 +299,70 @@ struct Api::Impl {
     // ---- Read your writes. The read models follow the log a few milliseconds behind it, so
     // ---- a GET right after a 201 could miss the order it just placed (404), or show an
     // ---- order as placed after its cancel answered 200. A read-model GET therefore waits
-    // ---- until the projectors have applied everything this process appended before it.
+    // ---- until the projectors have applied what it must see of this server's appends:
+    // ---- everything admin and finance appended (rare; every reader must see a new partner,
+    // ---- product, price or stock level), and the caller's own appends — not every other
+    // ---- reseller's, which checkout appends hundreds of a second.
 
-    /// The last log position this process's API appended (0: nothing yet).
-    std::atomic<std::int64_t> written{0};
     /// How long a read waits for the projectors before it answers from what they have.
     static constexpr std::chrono::milliseconds read_your_writes_wait{1000};
+    /// Callers remembered at most; past it, the settled ones are forgotten first.
+    static constexpr std::size_t writers_max = 10'000;
 
-    void note_written(std::int64_t position) {
-        auto seen = written.load();
-        while (position > seen && !written.compare_exchange_weak(seen, position)) {
+    mutable std::mutex written_mutex;
+    std::int64_t written_for_all = 0;  // The last position admin or finance appended.
+    std::map<std::string, std::int64_t, std::less<>> written_by;  // By reseller or agent.
+
+    /// Whose reads must see an append: the caller's own (reseller, agent), or everyone's.
+    static std::string writer_of(const auth::Principal& p) {
+        return p.role == auth::Role::reseller || p.role == auth::Role::agent ? p.subject
+                                                                             : std::string();
+    }
+
+    void note_written(const std::string& writer, std::int64_t position) {
+        std::lock_guard lock(written_mutex);
+        if (writer.empty()) {
+            written_for_all = std::max(written_for_all, position);
+            return;
+        }
+        auto& mine = written_by[writer];
+        mine = std::max(mine, position);
+        if (written_by.size() > writers_max && deps.projections != nullptr) {
+            // Forget the callers whose appends every read model holds already.
+            std::int64_t settled = std::numeric_limits<std::int64_t>::max();
+            for (const auto& [name, checkpoint] : deps.projections->checkpoints()) {
+                settled = std::min(settled, checkpoint);
+            }
+            std::erase_if(written_by, [&](const auto& entry) { return entry.second <= settled; });
+        }
+        if (written_by.size() > writers_max) {
+            // Still too many: everyone waits for all of them once (safe, never stale).
+            for (const auto& [name, at] : written_by) {
+                written_for_all = std::max(written_for_all, at);
+            }
+            written_by.clear();
         }
     }
 
-    /// Returns once the read models hold every write this process made before the call, or
-    /// after read_your_writes_wait (then the read answers from what the projectors have,
-    /// and a warning is logged): a stuck projector makes reads stale, never hung.
-    void settle_reads(const Request& request) const {
-        const auto position = written.load();
-        if (deps.projections == nullptr || position == 0 ||
-            deps.projections->wait_for(position, read_your_writes_wait)) {
+    /// Returns once the read models hold what `p` must see (above), or after
+    /// read_your_writes_wait: then the read answers from what the projectors have and a
+    /// warning is logged — a stuck projector makes reads stale, never hung.
+    void settle_reads(const auth::Principal& p, const Request& request) const {
+        if (deps.projections == nullptr) {
             return;
         }
-        log(LogLevel::warn, "read models are behind this process's writes; answering from them",
+        std::int64_t position = 0;
+        {
+            std::lock_guard lock(written_mutex);
+            position = written_for_all;
+            if (const auto mine = written_by.find(p.subject); mine != written_by.end()) {
+                position = std::max(position, mine->second);
+            }
+        }
+        if (position == 0 || deps.projections->wait_for(position, read_your_writes_wait)) {
+            return;
+        }
+        log(LogLevel::warn, "read models are behind the writes this read must see; answering",
             {{"trace_id", request.trace_id},
              {"position", std::to_string(position)},
              {"waited_ms", std::to_string(read_your_writes_wait.count())}});
@@ -384,7 +425,7 @@ struct Api::Impl {
         if (!who.ok()) {
             return who.error();
         }
-        settle_reads(request);
+        settle_reads(p, request);
         // The answer depends only on the read models, so it is kept per partner until the
         // projector has applied another batch (or a rebuild swapped tables in).
         const auto version = read_model_version();
@@ -476,7 +517,7 @@ struct Api::Impl {
         if (!who.ok()) {
             return who.error();
         }
-        settle_reads(request);
+        settle_reads(p, request);
         const auto rows = deps.store.query(
             "SELECT partner_id, credit_limit, erp_debt, open_orders_total, available_credit, "
             "debt_synced_at FROM rm_credit WHERE partner_id = $1",
@@ -498,7 +539,7 @@ struct Api::Impl {
         if (!commands::is_valid_id(id)) {
             return not_found();
         }
-        settle_reads(request);
+        settle_reads(p, request);
         const auto rows = deps.store.query(
             fmt::format("SELECT {} FROM rm_orders WHERE order_id = $1", order_columns),
             {std::string(id)});
@@ -547,7 +588,7 @@ struct Api::Impl {
             values.emplace_back(found->second);
         }
         sql += fmt::format(" ORDER BY order_id LIMIT {}", limit + 1);
-        settle_reads(request);
+        settle_reads(p, request);
         const auto rows = deps.store.query(sql, values);
         std::string body = R"({"orders":[)";
         const std::size_t shown = std::min(rows.size(), limit);
@@ -567,6 +608,7 @@ struct Api::Impl {
         std::string key;
         std::string stream_id;    // idempotency-<sha256(subject, key)>: scoped to the principal.
         std::string fingerprint;  // sha256(method, path, body): "the same request".
+        std::string writer;       // Whose reads must see what it appends (writer_of).
     };
 
     std::mutex in_flight_mutex;
@@ -593,6 +635,7 @@ struct Api::Impl {
         }
         Idempotency idem;
         idem.key = std::string(*key);
+        idem.writer = writer_of(p);
         idem.stream_id = "idempotency-" + sha256_hex(p.subject + '\x1f' + idem.key);
         idem.fingerprint =
             sha256_hex(request.method + ' ' + std::string(request.path()) + '\n' + request.body);
@@ -664,7 +707,7 @@ struct Api::Impl {
                 return record(idem, *response, metadata);
             });
         if (result.ok()) {
-            note_written(result.value().append.last_position);
+            note_written(idem.writer, result.value().append.last_position);
         }
         if (!result.ok() && result.error().stream_id == idem.stream_id) {
             // Another instance stored an answer for this key first: that one counts.
@@ -1462,7 +1505,7 @@ struct Api::Impl {
             auto stored = deps.store.append({record(idem, response, metadata)});
             if (stored.ok()) {
                 // After whatever the action appended (an ERP sync's stock and debt events).
-                note_written(stored.value().last_position);
+                note_written(idem.writer, stored.value().last_position);
             } else {
                 if (auto replayed = replay(idem)) {
                     return std::move(*replayed);  // Another instance answered this key first.

@@ -314,6 +314,21 @@ TEST_SUITE("api") {
             CHECK(std::stoll(field(call("GET", "/api/credit", p2).body, "open_orders_total")) ==
                   open_before);
         }
+        // What admin appends, every caller sees at once: a new product is in P-2's catalog
+        // right after its 201.
+        for (int i = 0; i < rounds; ++i) {
+            http::Request r;
+            r.method = "POST";
+            r.target = "/api/admin/products";
+            r.body = fmt::format(R"({{"sku":"NEW-{}","name":"New","base_price":1000,)"
+                                 R"("buffer_qty":0}})",
+                                 i);
+            r.headers = {{"Authorization", "Bearer " + token(auth::Role::admin)},
+                         {"Idempotency-Key", fmt::format("ryw-product-{}", i)}};
+            REQUIRE(api.handle(r).status == 201);
+            CHECK(call("GET", "/api/catalog", p2).body.find(fmt::format(R"("sku":"NEW-{}")", i)) !=
+                  std::string::npos);
+        }
     }
 
     TEST_CASE("place order: bad bodies are 400 and not stored; business refusals are stored") {
