@@ -16,7 +16,9 @@ constexpr std::chrono::milliseconds conflict_backoff{100};
 
 ProjectionRunner::ProjectionRunner(EventStore& store,
                                    std::vector<std::unique_ptr<Projection>> projections)
-    : store_(store), projections_(std::move(projections)) {
+    : store_(store),
+      projections_(std::move(projections)),
+      asynchronous_commit_(store.backend_name() == "postgresql") {
     restart();
 }
 
@@ -81,6 +83,13 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
     if (!moves.empty()) {
         try {
             store_.commit_projections(moves, [&](SqlTx& tx) {
+                if (asynchronous_commit_) {
+                    // Read models are derived from the log, and a batch's rows commit with its
+                    // checkpoints: a crash that loses the last commits loses both together,
+                    // and the projector applies those events again. So the commit does not
+                    // wait for its WAL flush (checkout's appends still do, for theirs).
+                    tx.exec("SET LOCAL synchronous_commit TO off");
+                }
                 for (const auto i : moving) {
                     projections_[i]->flush(tx, state_);
                 }

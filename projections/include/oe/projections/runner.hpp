@@ -53,6 +53,7 @@ class ProjectionRunner {
 
     EventStore& store_;
     std::vector<std::unique_ptr<Projection>> projections_;
+    bool asynchronous_commit_;  // PostgreSQL: batch commits do not wait for their WAL flush.
     model::CommerceState state_;
     std::unique_ptr<CatchUpSubscription> subscription_;
     std::vector<std::int64_t> positions_;
