@@ -70,8 +70,8 @@ bool ProjectionRunner::step(std::chrono::milliseconds wait) {
             }
         }
     }
-    // Every projection that is behind moves in one transaction: one durable flush per batch,
-    // however many read models there are.
+    // Every projection that is behind moves in one transaction: one commit per batch, however
+    // many read models there are (on PostgreSQL not waiting for its flush: below).
     std::vector<CheckpointMove> moves;
     std::vector<std::size_t> moving;
     for (std::size_t i = 0; i < projections_.size(); ++i) {
