@@ -53,31 +53,15 @@ admin_call() {  # admin_call <method> <path> [body]
     curl -fs -X "$1" -H "Authorization: Bearer $admin" -H "Idempotency-Key: bench-admin-$key-$$" \
         ${3:+-d "$3"} "$base$2" >/dev/null
 }
-order_body='{"lines":[{"sku":"SNS-SPF50-50","qty":3},{"sku":"MSK-SHEET-5","qty":10}]}'
+source "$(dirname "$0")/order-lua.sh"  # Also sets order_body.
 
 # ---- 1. Checkout with the ERP up, down and failing.
-cat >"$work/order.lua" <<LUA
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
-local counter = 0
-request = function()
-    counter = counter + 1
-    return wrk.format("POST", "/api/orders", {
-        ["Authorization"] = "Bearer $token",
-        ["Content-Type"] = "application/json",
-        ["Idempotency-Key"] = string.format("%s-%d-%d", prefix or "x", id, counter),
-    }, '$order_body')
-end
-LUA
 run=0
 checkout() {  # checkout <name> <mode json>
     start_stack
     curl -fs -X PUT -d "$2" "$erp/_sim/mode" >/dev/null
     run=$((run + 1))
-    sed "s/prefix or \"x\"/\"run$run\"/" "$work/order.lua" >"$work/order$run.lua"
+    write_order_lua "$work/order$run.lua" "run$run"
     wrk -t2 -c16 -d"${seconds}s" --latency -s "$work/order$run.lua" "$base" >"$work/wrk.txt" 2>&1
     printf '| %-28s | %10s | %9s | %9s | %8s |\n' "$1" \
         "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")" \

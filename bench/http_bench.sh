@@ -14,24 +14,8 @@ command -v wrk >/dev/null || { echo "http_bench: wrk is not installed (apt-get i
 source "$(dirname "$0")/demo-server.sh"
 start_demo_server "$bin" "$backend" oe_http_bench
 
-# Every request a fresh Idempotency-Key: wrk's threads each number their own requests.
-cat >"$work/order.lua" <<LUA
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
-local counter = 0
-request = function()
-    counter = counter + 1
-    local key = string.format("bench-%d-%d", id, counter)
-    return wrk.format("POST", "/api/orders", {
-        ["Authorization"] = "Bearer $token",
-        ["Content-Type"] = "application/json",
-        ["Idempotency-Key"] = key,
-    }, '{"lines":[{"sku":"SNS-SPF50-50","qty":3},{"sku":"MSK-SHEET-5","qty":10}]}')
-end
-LUA
+source "$(dirname "$0")/order-lua.sh"
+write_order_lua "$work/order.lua" bench
 
 run() {  # run <name> <wrk args...>
     local name=$1
@@ -51,10 +35,8 @@ printf '| %-34s | %12s | %9s | %9s | %8s |\n' "scenario ($connections conns, ${s
 printf '|------------------------------------|--------------|-----------|-----------|----------|\n'
 run "GET /api/catalog" -H "Authorization: Bearer $token" "$base/api/catalog"
 run "POST /api/orders (new key each)" -s "$work/order.lua" "$base"
-# About 500 orders/s: each connection waits `delay` ms before its next request (wrk's own
-# pacing; wrk2 is not in Debian), so the rate is measured, not promised.
-sed 's/^request = function()/function delay()\n    return 30\nend\nrequest = function()/' \
-    "$work/order.lua" | sed 's/bench-%d-%d/steady-%d-%d/' >"$work/steady.lua"
+# About 500 orders/s: each connection waits 30 ms before its next request.
+write_order_lua "$work/steady.lua" steady 30
 run "POST /api/orders at ~500/s (paced)" -s "$work/steady.lua" "$base"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 echo

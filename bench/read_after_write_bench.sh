@@ -12,27 +12,13 @@ backend=${3:-sqlite}
 command -v wrk >/dev/null || { echo "read_after_write_bench: wrk is not installed (apt-get install wrk)"; exit 2; }
 ((seconds >= 5)) || { echo "read_after_write_bench: seconds must be at least 5"; exit 2; }
 source "$(dirname "$0")/demo-server.sh"
+source "$(dirname "$0")/order-lua.sh"
 
 run() {  # run <reader label> <reader partner>
     start_demo_server "$bin" "$backend" oe_raw_bench
     local reader
     reader=$("$bin" token --role reseller --partner "$2")
-    cat >"$work/order.lua" <<LUA
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
-local counter = 0
-request = function()
-    counter = counter + 1
-    return wrk.format("POST", "/api/orders", {
-        ["Authorization"] = "Bearer $token",
-        ["Content-Type"] = "application/json",
-        ["Idempotency-Key"] = string.format("raw-%d-%d", id, counter),
-    }, '{"lines":[{"sku":"SNS-SPF50-50","qty":3},{"sku":"MSK-SHEET-5","qty":10}]}')
-end
-LUA
+    write_order_lua "$work/order.lua" raw
     wrk -t2 -c16 -d"${seconds}s" --latency -s "$work/order.lua" "$base" >"$work/wrk.txt" 2>&1 &
     local wrk_pid=$!
     sleep 1

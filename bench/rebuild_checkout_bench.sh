@@ -54,25 +54,9 @@ start_demo_server "$bin" "$backend" oe_rebuild_checkout
 # A key prefix of its own per run (a key used before is answered from the idempotency store
 # instead of placing an order: until 2026-11-26 every run after the first reused the first
 # one's keys, because the run counter was kept in a subshell).
+source "$(dirname "$0")/order-lua.sh"
 write_lua() {  # write_lua <run> → $work/order<run>.lua
-    local run=$1
-    cat >"$work/order$run.lua" <<LUA
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
-local counter = 0
-$(if ((pace_ms > 0)); then echo "function delay() return $pace_ms end"; fi)
-request = function()
-    counter = counter + 1
-    return wrk.format("POST", "/api/orders", {
-        ["Authorization"] = "Bearer $token",
-        ["Content-Type"] = "application/json",
-        ["Idempotency-Key"] = string.format("r$run-%d-%d", id, counter),
-    }, '{"lines":[{"sku":"SNS-SPF50-50","qty":3},{"sku":"MSK-SHEET-5","qty":10}]}')
-end
-LUA
+    write_order_lua "$work/order$1.lua" "r$1" "$pace_ms"
 }
 wrk_orders() {  # wrk_orders <seconds> → p50 p99 rps requests
     local run
