@@ -320,6 +320,9 @@ struct Api::Impl {
     }
 
     void note_written(const std::string& writer, std::int64_t position) {
+        if (deps.projections == nullptr) {
+            return;  // No projector to wait for (settle_reads).
+        }
         std::lock_guard lock(written_mutex);
         if (writer.empty()) {
             written_for_all = std::max(written_for_all, position);
@@ -327,7 +330,7 @@ struct Api::Impl {
         }
         auto& mine = written_by[writer];
         mine = std::max(mine, position);
-        if (written_by.size() > writers_max && deps.projections != nullptr) {
+        if (written_by.size() > writers_max) {
             // Forget the callers whose appends every read model holds already.
             std::int64_t settled = std::numeric_limits<std::int64_t>::max();
             for (const auto& [name, checkpoint] : deps.projections->checkpoints()) {
