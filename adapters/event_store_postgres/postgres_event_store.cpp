@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <condition_variable>
 #include <limits>
@@ -195,7 +196,62 @@ class Connection final : public pqxx::connection_base {
         }
     }
 
+    /// The name this connection prepared `sql` under, or null when it runs unnamed. A
+    /// statement that binds parameters and reads or writes rows is prepared the second time
+    /// it runs on this connection, and runs prepared from then on: PostgreSQL then parses it
+    /// once and, after a few runs, keeps one plan for it. Run unnamed, each read model
+    /// statement of the live projector and of the API's reads was parsed, analysed and
+    /// planned every time: ~30 % of the server processes' CPU under checkout (bench/README.md,
+    /// prepared statements). At most `max_prepared` statements per connection; the rest
+    /// (statements built with a varying number of parameters) run unnamed as before. A
+    /// prepared statement that names a read model table follows a rebuild's swap: PostgreSQL
+    /// analyses it again, by name, when a table it used was renamed or dropped.
+    const std::string* statement_for(std::string_view sql, bool has_params) {
+        if (!has_params || !preparable(sql)) {
+            return nullptr;
+        }
+        const auto found = statements_.find(sql);
+        if (found != statements_.end()) {
+            Statement& statement = found->second;
+            if (statement.name.empty()) {
+                if (prepared_count_ >= max_prepared) {
+                    return nullptr;
+                }
+                statement.name = fmt::format("oe_stmt_{}", ++prepared_count_);
+                prepare(statement.name, std::string(sql));
+            }
+            return &statement.name;
+        }
+        if (statements_.size() < max_seen) {
+            statements_.emplace(std::string(sql), Statement{});
+        }
+        return nullptr;
+    }
+
   private:
+    static constexpr std::size_t max_prepared = 256;
+    static constexpr std::size_t max_seen = 4096;
+
+    /// What PREPARE accepts, and what is worth it: SELECT, INSERT, UPDATE, DELETE, WITH.
+    static bool preparable(std::string_view sql) {
+        const auto start = sql.find_first_not_of(" \t\n");
+        if (start == std::string_view::npos) {
+            return false;
+        }
+        std::string word;
+        for (std::size_t i = start; i < sql.size() && word.size() < 6 &&
+                                    std::isalpha(static_cast<unsigned char>(sql[i])) != 0;
+             ++i) {
+            word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i]))));
+        }
+        return word == "SELECT" || word == "INSERT" || word == "UPDATE" || word == "DELETE" ||
+               word == "WITH";
+    }
+
+    struct Statement {
+        std::string name;  // Empty: seen once, not prepared.
+    };
+
     static std::string_view sqlstate(const Result& result) {
         const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
         return state != nullptr ? std::string_view(state) : std::string_view();
@@ -218,7 +274,23 @@ class Connection final : public pqxx::connection_base {
     HandleKeepingPolicy policy_;
     PGconn* prepared_on_ = nullptr;
     std::vector<std::string> prepared_;  // Statements exec_binary prepared on prepared_on_.
+    // Statements statement_for has seen, by their text (libpqxx prepares them again by itself
+    // after a reconnect).
+    std::map<std::string, Statement, std::less<>> statements_;
+    std::size_t prepared_count_ = 0;
 };
+
+/// Runs `sql` on `tx`, prepared on `conn` when statement_for says so.
+template <typename... Args>
+pqxx::result exec_statement(pqxx::transaction_base& tx, Connection* conn, const std::string& sql,
+                            Args&&... args) {
+    if (conn != nullptr) {
+        if (const std::string* name = conn->statement_for(sql, sizeof...(Args) > 0)) {
+            return tx.exec_prepared(*name, std::forward<Args>(args)...);
+        }
+    }
+    return tx.exec_params(sql, std::forward<Args>(args)...);
+}
 
 std::unique_ptr<Connection> connect(const std::string& url,
                                     const std::string& application_name = "orderengine") {
@@ -284,6 +356,16 @@ std::int64_t big_endian_integer(const char* bytes, int width) {
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
 constexpr std::int64_t postgres_epoch_unix_us = 946'684'800'000'000;
+
+/// The log after a position ($1), at most $2 events. Each value sits in a subquery (an
+/// InitPlan) so that the planner sees neither: a plan for the values, which PostgreSQL
+/// otherwise kept making afresh each time (it estimates a few rows past the newest position,
+/// cheaper than the one plan for any values), cost ~0.1 ms of the server's CPU per read, ~4 %
+/// of a core under checkout's 500 orders/s. Either way the plan is the same: the primary
+/// key's index from $1, in order, up to $2 rows.
+constexpr const char* read_all_condition =
+    "WHERE global_position > (SELECT $1::bigint) ORDER BY global_position "
+    "LIMIT (SELECT $2::bigint)";
 
 /// The events of a binary-format result of select_columns. The server sends json and text as
 /// stored and integers and the timestamp as fixed-width numbers: its text output copied every
@@ -453,9 +535,15 @@ class ColumnTypes {
 class PgTx final : public SqlTx {
   public:
     /// `libpq`: the transaction's connection's handle, for binary COPY (null: text only);
-    /// `types`: the store's column types (null: this transaction's own).
-    explicit PgTx(pqxx::work& tx, PGconn* libpq = nullptr, ColumnTypes* types = nullptr)
-        : tx_(tx), libpq_(libpq), types_(types != nullptr ? types : &own_types_) {}
+    /// `types`: the store's column types (null: this transaction's own); `statements`: the
+    /// transaction's pooled connection, which prepares the statements that run often (null:
+    /// every statement runs unnamed).
+    explicit PgTx(pqxx::work& tx, PGconn* libpq = nullptr, ColumnTypes* types = nullptr,
+                  Connection* statements = nullptr)
+        : tx_(tx),
+          libpq_(libpq),
+          types_(types != nullptr ? types : &own_types_),
+          statements_(statements) {}
     ~PgTx() override {
         if (binary_open_) {
             // Left by an exception: end the COPY as failed, so the transaction's rollback can
@@ -471,15 +559,11 @@ class PgTx final : public SqlTx {
     PgTx& operator=(const PgTx&) = delete;
 
     void exec(std::string_view sql, const std::vector<SqlValue>& params) override {
-        end_copy();
-        ParamList list(params);
-        tx_.exec_params(std::string(sql), list.dynamic());
+        run_statement(sql, params);
     }
 
     std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
-        end_copy();
-        ParamList list(params);
-        const pqxx::result result = tx_.exec_params(std::string(sql), list.dynamic());
+        const pqxx::result result = run_statement(sql, params);
         std::vector<SqlRow> rows;
         rows.reserve(result.size());
         for (const auto& row : result) {
@@ -499,9 +583,7 @@ class PgTx final : public SqlTx {
 
     void for_each_row(std::string_view sql, const std::vector<SqlValue>& params,
                       const std::function<void(const RowView&)>& each) override {
-        end_copy();
-        ParamList list(params);
-        each_row_view(tx_.exec_params(std::string(sql), list.dynamic()), each);
+        each_row_view(run_statement(sql, params), each);
     }
 
     /// COPY … FROM STDIN: no statement to parse, no parameter to bind. In binary format when
@@ -565,6 +647,18 @@ class PgTx final : public SqlTx {
     }
 
     /// Ends the open COPY, if any (its errors surface here).
+    /// Ends an open COPY, then runs `sql`: prepared when the connection says so.
+    pqxx::result run_statement(std::string_view sql, const std::vector<SqlValue>& params) {
+        end_copy();
+        ParamList list(params);
+        if (statements_ != nullptr) {
+            if (const std::string* name = statements_->statement_for(sql, !params.empty())) {
+                return tx_.exec_prepared(*name, list.dynamic());
+            }
+        }
+        return tx_.exec_params(std::string(sql), list.dynamic());
+    }
+
     void end_copy() {
         if (copy_) {
             const auto copy = std::move(copy_);
@@ -762,6 +856,7 @@ class PgTx final : public SqlTx {
     std::vector<BinaryColumn> binary_columns_;
     ColumnTypes own_types_;
     ColumnTypes* types_;
+    Connection* statements_;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     std::unique_ptr<pqxx::tablewriter> copy_;
@@ -957,9 +1052,7 @@ class PostgresEventStore final : public EventStore {
     std::vector<RecordedEvent> read_all(std::int64_t after_position,
                                         std::size_t max_count) override {
         return with_reader("reading the log", [&](Connection& conn) {
-            static const std::string sql =
-                std::string(select_columns) +
-                "WHERE global_position > $1 ORDER BY global_position LIMIT $2";
+            static const std::string sql = std::string(select_columns) + read_all_condition;
             const auto rows = conn.exec_binary(
                 "oe_read_all_binary", sql.c_str(),
                 {std::to_string(after_position), std::to_string(clamp_limit(max_count))});
@@ -1036,7 +1129,8 @@ class PostgresEventStore final : public EventStore {
                 // instances, or the projector and a rebuild's hold, never wait on each other
                 // crosswise.
                 const auto lock = [&] {
-                    return tx.exec_params(
+                    return exec_statement(
+                        tx, &conn,
                         "SELECT c.position FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) "
                         "JOIN oe_checkpoints c ON c.projection = n.name ORDER BY n.i "
                         "FOR UPDATE OF c",
@@ -1066,11 +1160,12 @@ class PostgresEventStore final : public EventStore {
                     }
                 }
             }
-            PgTx sql(tx, conn.libpq(), &column_types_);
+            PgTx sql(tx, conn.libpq(), &column_types_, &conn);
             apply(sql);
             sql.end_copy();
             if (!moves.empty()) {
-                tx.exec_params(
+                exec_statement(
+                    tx, &conn,
                     "UPDATE oe_checkpoints c SET position = m.position, updated_at = now() "
                     "FROM unnest($1::text[], $2::bigint[]) AS m(name, position) "
                     "WHERE c.projection = m.name",
@@ -1092,7 +1187,7 @@ class PostgresEventStore final : public EventStore {
               const std::function<void(const SqlTx::RowView&)>& each) override {
         with_reader("scanning a read model", [&](Connection& conn) {
             pqxx::work tx(conn);
-            PgTx reader(tx);
+            PgTx reader(tx, nullptr, nullptr, &conn);
             reader.for_each_row(sql, params, each);
             tx.commit();
             return 0;
@@ -1102,7 +1197,7 @@ class PostgresEventStore final : public EventStore {
     std::vector<SqlRow> query(std::string_view sql, const std::vector<SqlValue>& params) override {
         return with_reader("querying a read model", [&](Connection& conn) {
             pqxx::work tx(conn);
-            PgTx reader(tx);
+            PgTx reader(tx, nullptr, nullptr, &conn);
             auto rows = reader.query(sql, params);
             tx.commit();
             return rows;
@@ -1446,9 +1541,7 @@ class PostgresEventStore final : public EventStore {
     }
 
     static void prepare_reader(Connection& conn) {
-        conn.prepare("read_all",
-                     std::string(select_columns) +
-                         "WHERE global_position > $1 ORDER BY global_position LIMIT $2");
+        conn.prepare("read_all", std::string(select_columns) + read_all_condition);
         conn.prepare("read_stream", std::string(select_columns) +
                                         "WHERE stream_id = $1 AND stream_version >= $2 "
                                         "ORDER BY stream_version LIMIT $3");
@@ -1531,6 +1624,7 @@ class PostgresEventStore final : public EventStore {
                                  "FROM oe_append_batch($1::int[], $2::int[], $3::text[], "
                                  "$4::bigint[], $5::int[], $6::text[], $7::int[], $8::json[], "
                                  "$9::json[])");
+                writer_->prepare("lock_appends", "SELECT oe_lock_appends()");
             } catch (const std::exception& e) {
                 writer_.reset();
                 rethrow_as_store_error(e, "connecting the writer");
@@ -1557,16 +1651,10 @@ class PostgresEventStore final : public EventStore {
       public:
         DecisionTx(PostgresEventStore& store, pqxx::work& tx, bool staging)
             : store_(store), tx_(tx), staging_(staging) {
-            // Two statements, one round trip: the lock, then (under it) the time every append
-            // of this transaction records — oe_append_batch's GREATEST(now(), the last
-            // recorded_at), computed the same way.
-            const auto row = tx_.exec(fmt::format(
-                "SELECT pg_advisory_xact_lock({}); "
-                "SELECT GREATEST((extract(epoch FROM now()) * 1000000)::bigint, COALESCE(("
-                "SELECT (extract(epoch FROM recorded_at) * 1000000)::bigint FROM oe_events "
-                "ORDER BY global_position DESC LIMIT 1), 0))",
-                append_lock_key));
-            recorded_at_us_ = row.at(0).at(0).as<std::int64_t>();
+            // One prepared statement: the lock, then (under it) the time every append of this
+            // transaction records — oe_append_batch's GREATEST(now(), the last recorded_at),
+            // computed the same way (migration 6).
+            recorded_at_us_ = tx_.exec_prepared1("lock_appends")[0].as<std::int64_t>();
         }
 
         std::vector<RecordedEvent> read_after(std::int64_t position,
