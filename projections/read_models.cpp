@@ -433,18 +433,27 @@ class OrdersProjection final : public TabledProjection {
     }
 
     /// One statement per event, in order: an order's row inserted as placed (from the write
-    /// model's OrderPlaced, which never changes), then each later change to it.
+    /// model's OrderPlaced, which never changes), then each later change to it. The routing
+    /// that checkout appends with the order itself goes into the insert (one statement of
+    /// the live projector's ~7 per order fewer).
     void flush(SqlTx& tx, const CommerceState& state) override {
-        for (const auto& [change, order_id, value] : pending_) {
+        for (std::size_t i = 0; i < pending_.size(); ++i) {
+            const auto& [change, order_id, value] = pending_[i];
             switch (change) {
                 case Change::placed:
                     if (const auto* order = state.order(order_id)) {
+                        SqlValue warehouse = nullptr;
+                        if (i + 1 < pending_.size() && pending_[i + 1].change == Change::routed &&
+                            pending_[i + 1].order_id == order_id) {
+                            warehouse = pending_[++i].value;
+                        }
                         const auto& p = order->placed;
-                        tx.exec(insert_sql_,
-                                {order_id, p.partner_id, std::string(events::to_string(p.tier)),
-                                 stored_order_lines(p.lines), p.subtotal_idr, p.loyalty_points,
-                                 format_iso8601_us(p.placed_at_us), p.placed_by,
-                                 text_or_null(p.on_behalf_of), order->placed_position});
+                        tx.exec(
+                            insert_sql_,
+                            {order_id, p.partner_id, std::string(events::to_string(p.tier)),
+                             stored_order_lines(p.lines), p.subtotal_idr, p.loyalty_points,
+                             std::move(warehouse), format_iso8601_us(p.placed_at_us), p.placed_by,
+                             text_or_null(p.on_behalf_of), order->placed_position});
                     }
                     break;
                 case Change::status:
@@ -527,8 +536,8 @@ class OrdersProjection final : public TabledProjection {
         insert_sql_ = "INSERT INTO " + orders +
                       " (order_id, partner_id, status, tier, lines, subtotal, loyalty_points, "
                       "warehouse, placed_at, placed_by, on_behalf_of, erp_order_ref, "
-                      "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, NULL, $7, $8, "
-                      "$9, NULL, $10)";
+                      "placed_position) VALUES ($1, $2, 'placed', $3, $4, $5, $6, $7, $8, $9, "
+                      "$10, NULL, $11)";
         status_sql_ = "UPDATE " + orders + " SET status = $2 WHERE order_id = $1";
         routed_sql_ = "UPDATE " + orders + " SET warehouse = $2 WHERE order_id = $1";
         erp_accepted_sql_ = "UPDATE " + orders +
