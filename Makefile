@@ -58,6 +58,9 @@ bench: build
 	@bench/startup_bench.sh $(ORDERENGINE)
 	@scripts/with-test-services bench/http_bench.sh $(ORDERENGINE) 10 16 sqlite
 	@scripts/with-test-services bench/http_bench.sh $(ORDERENGINE) 10 16 postgresql
+	@scripts/with-test-services bench/read_after_write_bench.sh $(ORDERENGINE) 20 postgresql
+	@for backend in sqlite postgresql; do \
+		scripts/with-test-services bench/checkout_cpu_bench.sh $(ORDERENGINE) 30 $$backend || exit 1; done
 	@bench/erp_bench.sh $(ORDERENGINE) 10 60 3000
 	@scripts/with-test-services $(BUILD)/bench/rebuild_bench --backend both --events 1000000
 	@for load in 0 30; do for backend in sqlite postgresql; do \
