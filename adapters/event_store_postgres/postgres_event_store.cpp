@@ -201,7 +201,7 @@ class Connection final : public pqxx::connection_base {
     /// it runs on this connection, and runs prepared from then on: PostgreSQL then parses it
     /// once and, after a few runs, keeps one plan for it. Run unnamed, each read model
     /// statement of the live projector and of the API's reads was parsed, analysed and
-    /// planned every time: ~30 % of the server processes' CPU under checkout (bench/README.md,
+    /// planned every time: ~30 % of the PostgreSQL backends' CPU under checkout (bench/README.md,
     /// prepared statements). At most `max_prepared` statements per connection; the rest
     /// (statements built with a varying number of parameters) run unnamed as before. A
     /// prepared statement that names a read model table follows a rebuild's swap: PostgreSQL
