@@ -58,11 +58,14 @@ source "$(dirname "$0")/order-lua.sh"
 write_lua() {  # write_lua <run> → $work/order<run>.lua
     write_order_lua "$work/order$1.lua" "r$1" "$pace_ms"
 }
-wrk_orders() {  # wrk_orders <seconds> → p50 p99 rps requests
-    local run
+wrk_orders() {  # wrk_orders <seconds> [round] → p50 p99 rps requests
+    local run started=$EPOCHREALTIME
     run=$(date +%s%N)
     write_lua "$run"
     wrk -t2 -c"$connections" -d"${1}s" --latency -s "$work/order$run.lua" "$base" >"$work/wrk.txt" 2>&1
+    if [[ -n "${2:-}" ]]; then
+        echo "alone $2 $started $EPOCHREALTIME" >>"$work/windows"
+    fi
     if grep -q Non-2xx "$work/wrk.txt"; then
         echo "rebuild_checkout_bench: checkout answered errors: $(grep Non-2xx "$work/wrk.txt")" >&2
         exit 1
@@ -100,19 +103,32 @@ wrk_during_rebuild() {  # wrk_during_rebuild <round> → p50 p99 rps requests se
         exit 1
     fi
     started=$SECONDS
+    local since=$EPOCHREALTIME
     # (-d: a cap far beyond any rebuild; on a slower machine one took over the 30 minutes
     # that were the cap until 2026-11-27, and the run failed.)
     wrk -t2 -c"$connections" -d14400s --latency -s "$work/order$1.lua" "$base" >"$work/wrk.txt" 2>&1 &
     local wrk_pid=$!
+    # Each poll also adds a line to the timeline (rebuild_phases.py): when, the state, the
+    # share and the phases' times so far, read with bash's own regex (no process more).
     (
         chrt --idle -p 0 "$BASHPID" >/dev/null
         : >"$work/shares"
+        : >"$work/timeline$1"
+        local json field line
         while curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" >"$work/poll.json" &&
             grep -q '"state":"\(running\|swapping\)"' "$work/poll.json"; do
-            grep -o '"share_percent":[0-9]*' "$work/poll.json" | cut -d: -f2 >>"$work/shares"
+            read -r -d '' json <"$work/poll.json" || true
+            line=$EPOCHREALTIME
+            for field in '"state":"([a-z]*)"' '"share_percent":([0-9]*)' '"fold":([0-9]*)' \
+                '"write":([0-9]*)' '"checksum":([0-9]*)'; do
+                [[ "$json" =~ $field ]] && line+=" ${BASH_REMATCH[1]}"
+            done
+            echo "$line" >>"$work/timeline$1"
+            [[ "$json" =~ \"share_percent\":([0-9]*) ]] && echo "${BASH_REMATCH[1]}" >>"$work/shares"
             sleep 1
         done
     )
+    echo "during ${1#during} $since $EPOCHREALTIME $work/timeline$1" >>"$work/windows"
     if ! kill -INT "$wrk_pid" 2>/dev/null; then
         echo "rebuild_checkout_bench: wrk ended before the rebuild did ($((SECONDS - started)) s)" >&2
         exit 1
@@ -138,7 +154,7 @@ p99s_a=()
 p99s_b=()
 for ((round = 1; round <= rounds; round++)); do
     head_before=$(events)
-    wrk_orders "$seconds" >"$work/run.txt"
+    wrk_orders "$seconds" "$round" >"$work/run.txt"
     read -r p50_a p99_a rps_a requests <"$work/run.txt"
     log_size=$(events)
     placed_check "$head_before" "$log_size" "$requests"
@@ -162,7 +178,7 @@ done
 # the same with the rebuild process stopped (SIGSTOP) as with it running (bench/README.md,
 # eleventh session), so a verdict against the first run alone measured that drift.
 head_before=$(events)
-wrk_orders "$seconds" >"$work/run.txt"
+wrk_orders "$seconds" after >"$work/run.txt"
 read -r p50_a p99_a rps_a requests <"$work/run.txt"
 log_size=$(events)
 placed_check "$head_before" "$log_size" "$requests"
@@ -194,3 +210,7 @@ print(f"p99 medians: alone {alone:.2f} ms ({len(sys.argv[1].split())} runs), dur
       f"(target < +25 %: {'reached' if rise < 25 else 'NOT reached'})")
 PY
 echo "last rebuild: state, position, events/s, every checksum identical: $last"
+echo
+echo "The server's own time for POST /api/orders (its request log), alone and phase by phase of each rebuild:"
+echo
+python3 "$(dirname "$0")/rebuild_phases.py" "$work/serve.log" "$work/windows"
