@@ -12,8 +12,8 @@ where the timeline holds one line per poll of GET /api/admin/projections during 
     <epoch seconds> <state> <share_percent> <fold_ms> <write_ms> <checksum_ms>
 A request belongs to the phase of the last poll before it (the phase the rebuild was seen in;
 a poll a second). Prints a Markdown table: requests, p50 and p99 (nearest rank) of the
-server's own handling time for POST /api/orders, and the mean of the shares polled in the
-phase. wrk's figures, which the verdict uses, include the client and the network; these do
+server's own handling time for POST /api/orders, the share of them over 20 ms (the stalls
+that make up the tail), and the mean of the shares polled in the phase. wrk's figures, which the verdict uses, include the client and the network; these do
 not, but they can be cut by phase.
 """
 import bisect
@@ -93,11 +93,13 @@ def main():
         whole = sorted(d for _, d in between(start, end))
         rows.append((rnd, "**whole rebuild**", end - start, "", whole))
 
-    print("| round | run or phase | ~s | mean share | requests | p50 | p99 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| round | run or phase | ~s | mean share | requests | p50 | p99 | over 20 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for rnd, name, length, share, ms in rows:
+        over = len(ms) - bisect.bisect_right(ms, 20.0)
         print(f"| {rnd} | {name} | {length:.0f} | {share} | {len(ms)} | "
-              f"{percentile(ms, 0.50):.2f} ms | {percentile(ms, 0.99):.2f} ms |")
+              f"{percentile(ms, 0.50):.2f} ms | {percentile(ms, 0.99):.2f} ms | "
+              f"{100.0 * over / max(len(ms), 1):.2f} % |")
 
 
 if __name__ == "__main__":
