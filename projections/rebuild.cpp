@@ -1,6 +1,7 @@
 #include <oe/projections/rebuild.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -159,13 +160,16 @@ class PipelinedBulkWrite final : public SqlTx {
     /// the write lock). `prepare` (if set): run at the start of each transaction, after
     /// `tx_begins_with`; what it answers runs last before the transaction commits (PostgreSQL:
     /// the shadow tables' indexes are dropped, then built again, EventStore::defer_indexes).
+    /// `written` (if set, and not `threaded`): called after each chunk's commit with the rows
+    /// written so far.
     using Prepare = std::function<std::function<void(SqlTx&)>(SqlTx&)>;
     PipelinedBulkWrite(EventStore& store, std::size_t statements_per_chunk, bool one_tx_per_chunk,
                        bool threaded = true, Pacer* pacer = nullptr,
                        std::string tx_begins_with = {}, std::size_t rows_per_insert = 0,
-                       Prepare prepare = {})
+                       Prepare prepare = {}, std::function<void(std::int64_t)> written = {})
         : store_(store),
           pacer_(pacer),
+          written_(std::move(written)),
           rows_per_insert_(rows_per_insert),
           tx_begins_with_(std::move(tx_begins_with)),
           prepare_(std::move(prepare)),
@@ -209,6 +213,10 @@ class PipelinedBulkWrite final : public SqlTx {
         throw StoreError("a bulk write must not read");
     }
 
+    /// Rows inserted so far (committed, or in the transaction under way); all of them after
+    /// finish().
+    [[nodiscard]] std::int64_t rows_written() const { return rows_written_.load(); }
+
     /// Writes what is left and waits until everything is committed; rethrows a write error.
     void finish() {
         hand_over();
@@ -243,6 +251,9 @@ class PipelinedBulkWrite final : public SqlTx {
             building_.clear();
             if (pacer_ != nullptr) {
                 pacer_->pace();
+            }
+            if (written_) {
+                written_(rows_written_.load());
             }
             return;
         }
@@ -289,12 +300,13 @@ class PipelinedBulkWrite final : public SqlTx {
         return [](SqlTx&) {};
     }
 
-    static void write(const Chunk& chunk, SqlTx& tx) {
+    void write(const Chunk& chunk, SqlTx& tx) {
         for (const auto& w : chunk) {
             if (w.columns.empty()) {
                 tx.exec(w.sql_or_table, w.values);
             } else {
                 tx.insert_rows(w.sql_or_table, w.columns, w.values);
+                rows_written_ += static_cast<std::int64_t>(w.values.size() / w.columns.size());
             }
         }
     }
@@ -327,6 +339,8 @@ class PipelinedBulkWrite final : public SqlTx {
 
     EventStore& store_;
     Pacer* pacer_;
+    std::function<void(std::int64_t)> written_;
+    std::atomic<std::int64_t> rows_written_{0};
     std::size_t rows_per_insert_;
     std::string tx_begins_with_;
     Prepare prepare_;
@@ -689,15 +703,26 @@ RebuildStatus rebuild(EventStore& store, std::vector<std::string> names,
                     return store.defer_indexes(tx, shadow_tables);
                 };
             }
+            // Beside a server the chunks are written on this thread: its progress (and the
+            // pacer's share) is reported as it goes, at most four times a second.
+            auto last_write_report = Clock::now();
             PipelinedBulkWrite bulk(
                 store, small_chunks ? 1 : statements_per_chunk, sqlite_store, !one_core, &pacer,
                 one_core && !sqlite_store ? "SET LOCAL synchronous_commit TO off" : "",
-                one_core && sqlite_store ? one_core_sqlite_rows_per_commit : 0, std::move(defer));
+                one_core && sqlite_store ? one_core_sqlite_rows_per_commit : 0, std::move(defer),
+                [&](std::int64_t rows) {
+                    status.written_rows = rows;
+                    if (Clock::now() - last_write_report > std::chrono::milliseconds(250)) {
+                        report();
+                        last_write_report = Clock::now();
+                    }
+                });
             for (const auto& p : shadows) {
                 check_cancel();
                 p->write_all(bulk, state);
             }
             bulk.finish();
+            status.written_rows = bulk.rows_written();
         }
         if (one_core) {
             // Beside a server, before the checksums read them: otherwise PostgreSQL's
@@ -1038,11 +1063,12 @@ std::string to_json(const RebuildStatus& s) {
         append_json_string(out, s.projections[i]);
     }
     out += fmt::format(
-        R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},"share_percent":{},)"
+        R"(],"state":"{}","position":{},"target":{},"events_per_s":{},"eta_ms":{},"written_rows":{},)"
+        R"("share_percent":{},)"
         R"("phases_ms":{{"fold":{},"write":{},"swap":{},"checksum":{},"held":{},"locked":{}}},)"
         R"("started_at":"{}","finished_at":{},"swapped_at":{},"checksums":[)",
-        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.share_percent, s.fold_ms,
-        s.write_ms, s.swap_ms, s.checksum_ms, s.held_ms, s.locked_ms,
+        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.written_rows, s.share_percent,
+        s.fold_ms, s.write_ms, s.swap_ms, s.checksum_ms, s.held_ms, s.locked_ms,
         format_iso8601_us(s.started_at_us),
         s.finished_at_us == 0 ? std::string("null")
                               : "\"" + format_iso8601_us(s.finished_at_us) + "\"",

@@ -538,8 +538,10 @@ int run_rebuild(const std::vector<std::string>& all_args) {
                     std::cout << oe::projections::to_json(s) << std::endl;
                 } else {
                     std::cerr << fmt::format(
-                        "{}: {} of {} events, {} events/s, eta {} ms, working {} % of the time\n",
-                        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.share_percent);
+                        "{}: {} of {} events, {} events/s, eta {} ms, {} rows written, "
+                        "working {} % of the time\n",
+                        s.state, s.position, s.target, s.events_per_s, s.eta_ms, s.written_rows,
+                        s.share_percent);
                 }
                 if (stall_before_swap && s.state == "swapping") {
                     while (!rebuild_cancelled.load()) {

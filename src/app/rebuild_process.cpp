@@ -227,6 +227,7 @@ std::optional<projections::RebuildStatus> parse_rebuild_status(std::string_view 
     s.target = int_or_zero(o, "target");
     s.events_per_s = int_or_zero(o, "events_per_s");
     s.eta_ms = int_or_zero(o, "eta_ms");
+    s.written_rows = int_or_zero(o, "written_rows");
     s.share_percent = static_cast<int>(int_or_zero(o, "share_percent"));
     if (const auto* phases = o.if_contains("phases_ms"); phases != nullptr && phases->is_object()) {
         const auto& p = phases->as_object();

@@ -117,12 +117,16 @@ TEST_SUITE("rebuild") {
             CHECK(done.state == "done");
             CHECK(done.swapped_at == store->head_position());
             REQUIRE(done.checksums.size() == 7);
+            std::int64_t rows = 0;
             for (const auto& c : done.checksums) {
                 CAPTURE(c.projection);
                 CHECK(c.live == c.rebuilt);
                 CHECK(c.live_at == done.swapped_at);
                 CHECK(c.rows > 0);
+                rows += c.rows;
             }
+            // Nothing was appended meanwhile: the bulk write wrote every row there is.
+            CHECK(done.written_rows == rows);
             CHECK(live_rows(*store) == before);
             // The shadow tables keep the replaced rows (identical here) until the next rebuild
             // empties them, and the checkpoints did not move back.
@@ -246,6 +250,7 @@ TEST_SUITE("rebuild") {
         s.target = 1'000'002;
         s.events_per_s = 250'000;
         s.eta_ms = 3;
+        s.written_rows = 4'000'321;
         s.share_percent = 12;
         s.started_at_us = 1'795'677'457'123'456;
         s.finished_at_us = 1'795'677'467'123'456;

@@ -27,6 +27,9 @@ struct RebuildStatus {
     std::int64_t target = 0;    // The head when it last looked.
     std::int64_t events_per_s = 0;
     std::int64_t eta_ms = 0;
+    // Rows written into the shadow tables in bulk so far (the write after the fold; beside a
+    // server it takes minutes, and this is what moves meanwhile).
+    std::int64_t written_rows = 0;
     // The share of the time it works (percent): 100 alone; beside a server it follows how
     // busy the machine is (Pacer::adaptive, pacer.hpp), from 5 to 100.
     int share_percent = 100;
