@@ -144,7 +144,8 @@ wrk_during_rebuild() {  # wrk_during_rebuild <round> → p50 p99 rps requests se
     fi
     echo "$(awk '$1=="50%" {print $2}' "$work/wrk.txt") $(awk '$1=="99%" {print $2}' "$work/wrk.txt") $(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt") $(awk '/requests in/ {print $1}' "$work/wrk.txt") $((SECONDS - started)) $(sort -n "$work/shares" | sed -n '1p;$p' | paste -sd- -)"
 }
-# ROUNDS=N alternates N runs alone with N runs during a rebuild (alone, during, alone, …,
+# ROUNDS=N alternates N runs alone with N runs during a rebuild (ROUNDS=0: one run alone and
+# nothing else, to watch checkout by itself) (alone, during, alone, …,
 # during, alone: one more alone at the end), so a drift of the machine or of the log's size
 # shows on both sides; the verdict compares the
 # medians of the p99s (one 15 s run's p99 varies by ±20 % from run to run on this machine).
@@ -187,6 +188,8 @@ p99s_a+=("$p99_a")
 last=$(curl -s -H "Authorization: Bearer $admin" "$base/api/admin/projections" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["rebuild"]
+if r is None:  # ROUNDS=0: one run alone, no rebuild.
+    sys.exit(print("none"))
 print(r["state"], r["position"], r["events_per_s"], r["phases_ms"], sum(c["rows"] for c in r["checksums"]), all(c["identical"] for c in r["checksums"]))')
 echo "Checkout (POST /api/orders, wrk -t2 -c$connections, pace ${pace_ms} ms) alone (${seconds} s) and during one full rebuild (as long as it takes), $backend:"
 echo
@@ -203,6 +206,8 @@ def ms(text):  # wrk prints 812.00us, 6.38ms or 1.02s
             return float(text[: -len(unit)]) * scale
     raise SystemExit(f"cannot read wrk latency {text!r}")
 alone = statistics.median(ms(t) for t in sys.argv[1].split())
+if not sys.argv[2].split():  # ROUNDS=0
+    sys.exit(print(f"p99 alone {alone:.2f} ms (no rebuild)"))
 during = statistics.median(ms(t) for t in sys.argv[2].split())
 rise = (during / alone - 1) * 100
 print(f"p99 medians: alone {alone:.2f} ms ({len(sys.argv[1].split())} runs), during a rebuild "
